@@ -1,0 +1,61 @@
+"""pimo: exact, fast evaluation of anomaly localization.
+
+The public API. Per-image metrics: :func:`aupimo`, :func:`auimo`, :func:`pimo_curves`; score
+files: :func:`load_aupimo` and :meth:`AupimoResult.save`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("pimo")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+from pimo._validate import (
+    ConstantNormalMapsError,
+    EmptyInputError,
+    FprBoundsError,
+    MaskValueError,
+    NoAnomalousImageError,
+    NoNormalImageError,
+    NonFiniteScoreError,
+    PimoError,
+    PimoTypeError,
+    PimoValueError,
+    ScoreFileError,
+    ShapeMismatchError,
+    UnreachableFprError,
+)
+from pimo.results import (
+    AuimoResult,
+    AupimoResult,
+    PimoCurves,
+    load_auimo,
+    load_aupimo,
+    load_value,
+    save_value,
+)
+
+__all__ = [
+    "AuimoResult",
+    "AupimoResult",
+    "ConstantNormalMapsError",
+    "EmptyInputError",
+    "FprBoundsError",
+    "MaskValueError",
+    "NoAnomalousImageError",
+    "NoNormalImageError",
+    "NonFiniteScoreError",
+    "PimoCurves",
+    "PimoError",
+    "PimoTypeError",
+    "PimoValueError",
+    "ScoreFileError",
+    "ShapeMismatchError",
+    "UnreachableFprError",
+    "__version__",
+    "load_auimo",
+    "load_aupimo",
+    "load_value",
+    "save_value",
+]

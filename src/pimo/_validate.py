@@ -1,0 +1,364 @@
+"""Input checks, input normalisation and the :class:`PimoError` family.
+
+Every public function funnels its inputs through :func:`as_image_set`, so that the same problem
+always gets the same message: what is wrong, which image (index, and path when known), and how
+to fix it. Nothing is silently dropped, clipped or converted to NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import typed
+
+__all__ = [
+    "ConstantNormalMapsError",
+    "EmptyInputError",
+    "FprBoundsError",
+    "ImageSet",
+    "MaskValueError",
+    "NoAnomalousImageError",
+    "NoNormalImageError",
+    "NonFiniteScoreError",
+    "PimoError",
+    "PimoTypeError",
+    "PimoValueError",
+    "ScoreFileError",
+    "ShapeMismatchError",
+    "UnreachableFprError",
+    "as_image_set",
+    "describe_image",
+    "validate_fpr_bounds",
+    "validate_num_thresholds",
+]
+
+
+class PimoError(Exception):
+    """Base class of every error raised by pimo for bad input.
+
+    Concrete errors also derive from :class:`ValueError` or :class:`TypeError`, so existing
+    ``except ValueError`` blocks keep working. ``image_index`` and ``path`` name the offending
+    image when there is one.
+    """
+
+    def __init__(self, message: str, *, image_index: int | None = None, path: str | None = None):
+        super().__init__(message)
+        self.image_index = image_index
+        self.path = path
+
+
+class PimoValueError(PimoError, ValueError):
+    """A value is wrong (shape, range, content)."""
+
+
+class PimoTypeError(PimoError, TypeError):
+    """A type is wrong (dtype, container)."""
+
+
+class EmptyInputError(PimoValueError):
+    """No image at all, or an image with no pixel."""
+
+
+class ShapeMismatchError(PimoValueError):
+    """A map and its mask do not have the same shape, or the lists differ in length."""
+
+
+class MaskValueError(PimoValueError):
+    """A mask holds values other than 0 and 1."""
+
+
+class NonFiniteScoreError(PimoValueError):
+    """An anomaly map holds NaN or an infinity."""
+
+
+class NoNormalImageError(PimoValueError):
+    """The set has no normal image (all-zero mask), so the shared FPR is undefined."""
+
+
+class NoAnomalousImageError(PimoValueError):
+    """The set has no anomalous image, so there is nothing to score."""
+
+
+class FprBoundsError(PimoValueError):
+    """``fpr_bounds`` is not ``0 < L < U <= 1``."""
+
+
+class UnreachableFprError(PimoValueError):
+    """The data cannot produce a shared FPR as low as the lower integration bound."""
+
+
+class ConstantNormalMapsError(UnreachableFprError):
+    """Every normal image's anomaly map is constant, so the shared FPR only takes 0 and 1."""
+
+
+class ScoreFileError(PimoValueError):
+    """A score file is malformed."""
+
+
+def describe_image(index: int, paths: Sequence[str] | None = None) -> str:
+    """Return ``"image 3"`` or ``"image 3 ('bottle/test/good/003.png')"`` for messages."""
+    if paths is not None and 0 <= index < len(paths) and paths[index]:
+        return f"image {index} ({paths[index]!r})"
+    return f"image {index}"
+
+
+def validate_fpr_bounds(fpr_bounds: Any) -> tuple[float, float]:
+    """Check ``0 < L < U <= 1`` and return ``(L, U)`` as floats."""
+    try:
+        lower, upper = (float(bound) for bound in fpr_bounds)
+    except (TypeError, ValueError) as error:
+        raise FprBoundsError(
+            f"fpr_bounds must be a pair of numbers (L, U) with 0 < L < U <= 1, got {fpr_bounds!r}."
+        ) from error
+    if not (math.isfinite(lower) and math.isfinite(upper) and 0.0 < lower < upper <= 1.0):
+        raise FprBoundsError(
+            f"fpr_bounds must satisfy 0 < L < U <= 1, got L={lower!r}, U={upper!r}. "
+            "The paper's default is (1e-5, 1e-4)."
+        )
+    return lower, upper
+
+
+def validate_num_thresholds(num_thresholds: Any) -> int | None:
+    """Check that ``num_thresholds`` is ``None`` (exact mode) or an int >= 2 (grid mode)."""
+    if num_thresholds is None:
+        return None
+    if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int | np.integer):
+        raise PimoTypeError(
+            "num_thresholds must be None (exact mode, recommended) or an int >= 2 (grid mode), "
+            f"got {num_thresholds!r}."
+        )
+    if num_thresholds < 2:
+        raise PimoValueError(
+            f"num_thresholds must be >= 2 in grid mode, got {num_thresholds}. "
+            "Use None for the exact mode."
+        )
+    return int(num_thresholds)
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A validated set of images, flattened for the kernels.
+
+    Attributes
+    ----------
+    maps : numba.typed.List of 1-D float32 or float64 arrays
+        One flat, C-contiguous anomaly map per image (views of the input where possible).
+    masks : numba.typed.List of 1-D uint8 arrays
+        One flat 0/1 mask per image (a zero-copy view for boolean input).
+    shapes : list of tuple of int
+        The original shape of each image (2-D images or 3-D volumes).
+    num_pixels : ndarray of int64, shape (N,)
+        Pixels per image.
+    mask_counts : ndarray of int64, shape (N,)
+        Anomalous (mask) pixels per image.
+    paths : list of str or None
+        Image paths used in messages and score files.
+    """
+
+    maps: Any
+    masks: Any
+    shapes: list[tuple[int, ...]]
+    num_pixels: np.ndarray
+    mask_counts: np.ndarray
+    paths: list[str] | None
+
+    @property
+    def num_images(self) -> int:
+        """Number of images."""
+        return len(self.shapes)
+
+    @property
+    def image_classes(self) -> np.ndarray:
+        """0 for a normal image (all-zero mask), 1 for an anomalous image (int8, shape (N,))."""
+        return (self.mask_counts > 0).astype(np.int8)
+
+    @property
+    def normal_indices(self) -> np.ndarray:
+        """Indices of the normal images."""
+        return np.flatnonzero(self.mask_counts == 0)
+
+    @property
+    def anomalous_indices(self) -> np.ndarray:
+        """Indices of the anomalous images."""
+        return np.flatnonzero(self.mask_counts > 0)
+
+    @property
+    def map_dtype(self) -> np.dtype:
+        """The common floating dtype of the maps."""
+        return np.dtype(self.maps[0].dtype)
+
+    def describe(self, index: int) -> str:
+        """Human-readable name of image ``index`` for messages."""
+        return describe_image(index, self.paths)
+
+    def require_both_classes(self) -> None:
+        """Raise if the set lacks normal or anomalous images."""
+        if not np.any(self.mask_counts == 0):
+            raise NoNormalImageError(
+                f"None of the {self.num_images} images is normal (every mask has an anomalous "
+                "pixel). The shared FPR is measured on normal images only: add images whose "
+                "mask is all zeros (e.g. MVTec AD's 'good' test images)."
+            )
+        if not np.any(self.mask_counts > 0):
+            raise NoAnomalousImageError(
+                f"All {self.num_images} images are normal (every mask is all zeros), so there "
+                "is nothing to score. Add anomalous images with their ground-truth masks; check "
+                "that the masks were loaded (a mask that failed to load often reads as zeros)."
+            )
+
+
+def _as_image_list(images: Any, what: str) -> list[np.ndarray]:
+    """Turn an (N, ...) array or a sequence of arrays into a list of arrays (views)."""
+    if images is None:
+        raise PimoTypeError(f"{what} is None; pass an (N, H, W) array or a sequence of arrays.")
+    if hasattr(images, "detach") and hasattr(images, "cpu"):  # a torch tensor, without torch
+        images = images.detach().cpu().numpy()
+    if isinstance(images, np.ndarray):
+        if images.ndim < 2:
+            raise ShapeMismatchError(
+                f"{what} must be an (N, H, W) array (or (N, D, H, W) for volumes) or a sequence "
+                f"of per-image arrays; got an array of shape {images.shape}. For a single image, "
+                "pass a list with one array."
+            )
+        return list(images)
+    if isinstance(images, str | bytes) or not isinstance(images, Sequence):
+        raise PimoTypeError(
+            f"{what} must be an (N, H, W) array or a sequence of arrays, "
+            f"got {type(images).__name__}."
+        )
+    out = []
+    for image in images:
+        if hasattr(image, "detach") and hasattr(image, "cpu"):
+            image = image.detach().cpu().numpy()
+        out.append(np.asarray(image))
+    return out
+
+
+def _common_map_dtype(maps: list[np.ndarray], paths: Sequence[str] | None) -> np.dtype:
+    for index, image in enumerate(maps):
+        if image.dtype.kind not in "fiub":
+            raise PimoTypeError(
+                f"The anomaly map of {describe_image(index, paths)} has dtype {image.dtype}; "
+                "anomaly maps must be real numbers (float or integer).",
+                image_index=index,
+                path=paths[index] if paths else None,
+            )
+    if all(image.dtype == np.float32 for image in maps):
+        return np.dtype(np.float32)
+    if all(image.dtype.kind == "f" and image.dtype.itemsize <= 4 for image in maps):
+        return np.dtype(np.float32)  # float16 maps are widened exactly to float32
+    return np.dtype(np.float64)  # float64 and integer maps: exact in float64 (|int| < 2**53)
+
+
+def _flat_mask(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> np.ndarray:
+    if mask.dtype == np.bool_:
+        return np.ascontiguousarray(mask).reshape(-1).view(np.uint8)
+    if mask.dtype.kind not in "iuf":
+        raise PimoTypeError(
+            f"The mask of {describe_image(index, paths)} has dtype {mask.dtype}; masks must be "
+            "bool or 0/1 integers.",
+            image_index=index,
+            path=paths[index] if paths else None,
+        )
+    flat = np.ascontiguousarray(mask).reshape(-1)
+    bad = (flat != 0) & (flat != 1)
+    if np.any(bad):
+        values = np.unique(flat[bad])[:5]
+        hint = (
+            " It looks like a 0/255 image: divide by 255 or compare with > 0."
+            if np.all(np.isin(np.unique(flat), (0, 255)))
+            else " If the mask was saved lossily (e.g. JPEG), binarise it with a threshold."
+        )
+        raise MaskValueError(
+            f"The mask of {describe_image(index, paths)} holds values other than 0 and 1 "
+            f"(e.g. {', '.join(repr(v.item()) for v in values)}).{hint}",
+            image_index=index,
+            path=paths[index] if paths else None,
+        )
+    return flat.astype(np.uint8)
+
+
+def as_image_set(
+    anomaly_maps: Any,
+    masks: Any,
+    *,
+    paths: Sequence[str] | None = None,
+) -> ImageSet:
+    """Validate and flatten ``(anomaly_maps, masks)`` into an :class:`ImageSet`.
+
+    Parameters
+    ----------
+    anomaly_maps : array (N, H, W) or sequence of N arrays
+        One score map per image; images may differ in shape (3-D volumes count as images).
+        Float maps are used as they are (float16 is widened to float32); integer maps are
+        accepted and read as float64.
+    masks : array (N, H, W) or sequence of N arrays
+        Binary ground truth of the same shapes: bool, or integers/floats equal to 0 or 1.
+    paths : sequence of str, optional
+        Image paths, used in error messages and score files.
+
+    Raises
+    ------
+    EmptyInputError, ShapeMismatchError, MaskValueError, PimoTypeError
+        With the index (and path) of the first offending image and the fix.
+
+    Notes
+    -----
+    NaN and infinite scores are detected by the kernels during their single pass over the
+    data (no extra pass or copy here) and raise :class:`NonFiniteScoreError`.
+    """
+    map_list = _as_image_list(anomaly_maps, "anomaly_maps")
+    mask_list = _as_image_list(masks, "masks")
+    if paths is not None:
+        paths = [str(path) for path in paths]
+        if len(paths) != len(map_list):
+            raise ShapeMismatchError(
+                f"Got {len(paths)} paths for {len(map_list)} anomaly maps; pass one path per image."
+            )
+    if len(map_list) == 0:
+        raise EmptyInputError("No image was given: anomaly_maps is empty.")
+    if len(map_list) != len(mask_list):
+        raise ShapeMismatchError(
+            f"Got {len(map_list)} anomaly maps but {len(mask_list)} masks; "
+            "pass exactly one mask per anomaly map, in the same order."
+        )
+    shapes: list[tuple[int, ...]] = []
+    for index, (image, mask) in enumerate(zip(map_list, mask_list, strict=True)):
+        where = describe_image(index, paths)
+        if image.shape != mask.shape:
+            raise ShapeMismatchError(
+                f"The anomaly map of {where} has shape {image.shape} but its mask has shape "
+                f"{mask.shape}. Resize the map to the mask's resolution (bilinear, as the paper "
+                "prescribes) before evaluating.",
+                image_index=index,
+                path=paths[index] if paths else None,
+            )
+        if image.size == 0:
+            raise EmptyInputError(
+                f"The anomaly map of {where} has no pixel (shape {image.shape}).",
+                image_index=index,
+                path=paths[index] if paths else None,
+            )
+        shapes.append(tuple(int(side) for side in image.shape))
+    dtype = _common_map_dtype(map_list, paths)
+    flat_maps = typed.List()
+    flat_masks = typed.List()
+    for index, (image, mask) in enumerate(zip(map_list, mask_list, strict=True)):
+        flat_maps.append(np.ascontiguousarray(image, dtype=dtype).reshape(-1))
+        flat_masks.append(_flat_mask(mask, index, paths))
+    from pimo import _kernels
+
+    mask_counts = _kernels.mask_counts(flat_masks)
+    num_pixels = np.array([int(np.prod(shape)) for shape in shapes], dtype=np.int64)
+    return ImageSet(
+        maps=flat_maps,
+        masks=flat_masks,
+        shapes=shapes,
+        num_pixels=num_pixels,
+        mask_counts=mask_counts,
+        paths=list(paths) if paths is not None else None,
+    )
