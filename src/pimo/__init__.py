@@ -22,10 +22,13 @@ from pimo._validate import (
     PimoError,
     PimoTypeError,
     PimoValueError,
+    PimoWarning,
     ScoreFileError,
     ShapeMismatchError,
     UnreachableFprError,
 )
+from pimo._synthetic import make_example
+from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
 from pimo.results import (
     AuimoResult,
     AupimoResult,
@@ -39,6 +42,7 @@ from pimo.results import (
 __all__ = [
     "AuimoResult",
     "AupimoResult",
+    "IntegrationRange",
     "ConstantNormalMapsError",
     "EmptyInputError",
     "FprBoundsError",
@@ -50,12 +54,18 @@ __all__ = [
     "PimoError",
     "PimoTypeError",
     "PimoValueError",
+    "PimoWarning",
     "ScoreFileError",
     "ShapeMismatchError",
+    "SharedFprCurve",
     "UnreachableFprError",
     "__version__",
+    "auimo",
+    "aupimo",
     "load_auimo",
     "load_aupimo",
     "load_value",
+    "make_example",
+    "pimo_curves",
     "save_value",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "PimoError",
     "PimoTypeError",
     "PimoValueError",
+    "PimoWarning",
     "ScoreFileError",
     "ShapeMismatchError",
     "UnreachableFprError",
@@ -97,6 +98,10 @@ class ConstantNormalMapsError(UnreachableFprError):
 
 class ScoreFileError(PimoValueError):
     """A score file is malformed."""
+
+
+class PimoWarning(UserWarning):
+    """A result was computed but may not mean what you expect (e.g. a coarse grid)."""
 
 
 def describe_image(index: int, paths: Sequence[str] | None = None) -> str:
