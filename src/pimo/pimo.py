@@ -30,7 +30,8 @@ each of its pixels on the segment of that curve where it switches on.
 
 **Grid mode** (``num_thresholds=K``): the official implementation's and anomalib's rules, to
 reproduce published numbers. ``K`` thresholds ``linspace(min, max, K)`` over the normal
-images' scores in the maps' dtype; per-image rates at each threshold; shared FPR = their mean
+images' scores (bounds as Python floats, the result cast to the maps' dtype, as the official
+code does); per-image rates at each threshold; shared FPR = their mean
 (float64); each bound taken at the grid point whose shared FPR is nearest (``argmin |F_sh -
 level|`` over ascending thresholds, first index on ties); the curve between those two points
 inclusive, points with a non-finite log FPR dropped; trapezoid rule; divided by
@@ -415,7 +416,7 @@ def _grid_scores(image_set: ImageSet, fpr_bounds: tuple[float, float], num_thres
     lower, upper = fpr_bounds
     grid = _grid_shared_fpr(image_set, num_thresholds)
     smallest = float(grid.shared_fpr.min())
-    if lower < smallest:
+    if lower * (1.0 + 1e-12) < smallest:
         normal = image_set.normal_indices
         curve_floor = SharedFprCurve(
             thresholds=grid.thresholds[-1:], shared_fpr=np.array([smallest]),
