@@ -33,6 +33,7 @@ __all__ = [
     "UnreachableFprError",
     "as_image_set",
     "describe_image",
+    "pixel_position",
     "validate_fpr_bounds",
     "validate_num_thresholds",
 ]
@@ -109,6 +110,11 @@ def describe_image(index: int, paths: Sequence[str] | None = None) -> str:
     if paths is not None and 0 <= index < len(paths) and paths[index]:
         return f"image {index} ({paths[index]!r})"
     return f"image {index}"
+
+
+def pixel_position(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The (row, column[, ...]) position of a flat pixel index, as plain ints for messages."""
+    return tuple(int(axis) for axis in np.unravel_index(int(flat_index), shape))
 
 
 def validate_fpr_bounds(fpr_bounds: Any) -> tuple[float, float]:

@@ -60,6 +60,7 @@ from pimo._validate import (
     PimoWarning,
     UnreachableFprError,
     as_image_set,
+    pixel_position,
     validate_fpr_bounds,
     validate_num_thresholds,
 )
@@ -167,19 +168,37 @@ class SharedFprCurve:
         ``v >= max_j cut_j``; callers guarantee that the tails cover the range they need.
         """
         num_normal = int(tail_counts.shape[0])
-        weights = np.repeat(1.0 / (num_pixels.astype(np.float64) * num_normal), tail_counts)
-        distinct, inverse = np.unique(np.asarray(tail_values, dtype=np.float64),
-                                      return_inverse=True)
+        weights = np.repeat(1.0 / num_pixels.astype(np.float64), tail_counts)
+        return cls.from_weighted_values(
+            tail_values, weights, num_normal=num_normal,
+            max_normal_pixels=int(num_pixels.max()), complete=complete,
+        )
+
+    @classmethod
+    def from_weighted_values(
+        cls,
+        values: np.ndarray,
+        weights: np.ndarray,
+        *,
+        num_normal: int,
+        max_normal_pixels: int,
+        complete: bool,
+    ) -> SharedFprCurve:
+        r"""Build the curve from normal scores, each weighing ``1 / M_j`` of its image.
+
+        :math:`F_{sh}(v) = \frac{1}{|Y_0|} \sum_{\text{scores } s \ge v} w_s`.
+        """
+        distinct, inverse = np.unique(np.asarray(values, dtype=np.float64), return_inverse=True)
         weight_per_value = np.bincount(inverse, weights=weights, minlength=distinct.shape[0])
         thresholds = distinct[::-1].copy()
-        shared_fpr = np.cumsum(weight_per_value[::-1])
+        shared_fpr = np.cumsum(weight_per_value[::-1]) / num_normal
         if complete and shared_fpr.shape[0]:
             shared_fpr[-1] = 1.0  # every normal pixel is counted: exactly 1, not 1 - 1e-16
         return cls(
             thresholds=thresholds,
             shared_fpr=shared_fpr,
             num_normal=num_normal,
-            max_normal_pixels=int(num_pixels.max()),
+            max_normal_pixels=max_normal_pixels,
             complete=complete,
         )
 
@@ -259,7 +278,7 @@ def _raise_if_nonfinite(first_bad: np.ndarray, indices: np.ndarray, image_set: I
     more = f" ({others} more image(s) have non-finite scores too)" if others else ""
     raise NonFiniteScoreError(
         f"The anomaly map of {image_set.describe(index)} holds {value} at pixel "
-        f"{np.unravel_index(pixel, shape)}{more}. Scores must be finite: fix the model's "
+        f"{pixel_position(pixel, shape)}{more}. Scores must be finite: fix the model's "
         "output (e.g. a division by zero or log(0)), or replace the values with "
         "np.nan_to_num(maps, nan=..., posinf=..., neginf=...) if that is what you intend.",
         image_index=index,
