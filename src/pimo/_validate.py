@@ -281,7 +281,7 @@ def _flat_mask(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> np.
         values = np.unique(flat[bad])[:5]
         hint = (
             " It looks like a 0/255 image: divide by 255 or compare with > 0."
-            if np.all(np.isin(np.unique(flat), (0, 255)))
+            if np.all(np.isin(np.unique(flat), (0, 1, 255)))
             else " If the mask was saved lossily (e.g. JPEG), binarise it with a threshold."
         )
         raise MaskValueError(

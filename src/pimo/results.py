@@ -35,8 +35,8 @@ __all__ = [
     "AuimoResult",
     "AupimoResult",
     "PimoCurves",
-    "load_aupimo",
     "load_auimo",
+    "load_aupimo",
     "load_value",
     "save_value",
 ]
@@ -44,7 +44,7 @@ __all__ = [
 SHARED_FPR_METRIC = "mean-per-image-fpr"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AupimoResult:
     """Per-image AUPIMO scores and how they were obtained.
 
@@ -95,6 +95,22 @@ class AupimoResult:
             raise ScoreFileError(
                 f"Got {len(self.paths)} paths for {len(scores)} scores; one path per image."
             )
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field is equal (NaN scores compare equal to NaN)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return (
+            np.array_equal(self.scores, other.scores, equal_nan=True)
+            and np.array_equal(self.image_classes, other.image_classes)
+            and tuple(self.fpr_bounds) == tuple(other.fpr_bounds)
+            and np.array_equal(self.thresh_bounds, other.thresh_bounds, equal_nan=True)
+            and self.num_thresholds == other.num_thresholds
+            and self.mode == other.mode
+            and self.paths == other.paths
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside
 
     # -- views -----------------------------------------------------------------------------
     @property
@@ -248,7 +264,7 @@ class AupimoResult:
         return cls.from_dict(payload, source=str(path))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AuimoResult(AupimoResult):
     """Per-image AUIMO scores (IoU instead of TPR, paper App. C.4); same layout as AUPIMO.
 

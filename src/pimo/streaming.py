@@ -29,8 +29,8 @@ from pimo._kernels import _pimo as _pimo_kernels
 from pimo._validate import (
     ConstantNormalMapsError,
     NoAnomalousImageError,
-    NoNormalImageError,
     NonFiniteScoreError,
+    NoNormalImageError,
     PimoValueError,
     UnreachableFprError,
     as_image_set,

@@ -230,9 +230,8 @@ def segment_integrals(maps, masks, indices, positive_counts, breakpoints, log_fp
                     tp_between[low] += 1
                 else:
                     fp_between[low] += 1
-            elif not (score < bottom) or score == -np.inf:  # NaN or -inf
-                if bad < 0:
-                    bad = p
+            elif (not (score < bottom) or score == -np.inf) and bad < 0:  # NaN or -inf
+                bad = p
         first_bad[position] = bad
         num_positive = positive_counts[position]
         # cumulative counts at each vertex: "at" = threshold equal to breakpoint k,

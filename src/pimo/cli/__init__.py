@@ -16,6 +16,7 @@ from pimo import __version__
 # name -> "module:attribute" of a click.Command
 _COMMANDS: dict[str, str] = {
     "aupimo": "pimo.cli.aupimo_cmd:aupimo_command",
+    "compare": "pimo.cli.compare_cmd:compare_command",
 }
 
 # Exit code for bad input (a PimoError): distinct from crashes (1) and usage errors (2, click).
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from pimo._validate import PimoError
 
     try:
-        cli.main(args=argv, prog_name="pimo", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="pimo", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except SystemExit as exit_:  # click's --help/--version
         return int(exit_.code or 0)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
