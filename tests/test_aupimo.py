@@ -212,17 +212,24 @@ def test_grid_auimo_matches_official_rules():
     np.testing.assert_allclose(result.auimos, expected, rtol=0, atol=1e-12)
 
 
-def test_large_images_match_brute_force():
+@pytest.mark.parametrize(("dtype", "scale"), [(np.float32, 1e-3), (np.float64, 1e-9)])
+@pytest.mark.parametrize("refine_above", [64, 1 << 20])
+def test_large_images_match_brute_force(dtype, scale, refine_above, monkeypatch):
     """Exercise the radix refinement (dense score bins) and the multi-threaded kernels."""
+    monkeypatch.setattr("pimo.pimo._MAX_TAIL_VALUES", refine_above)
     rng = np.random.default_rng(7)
-    maps, masks = pimo.make_example(6, 6, (160, 160), seed=11)
-    # squeeze scores into a narrow band so one coarse key bin holds most pixels
-    maps = (0.75 + maps * 1e-3).astype(np.float32)
-    maps[:, :5, :5] = rng.normal(size=(12, 5, 5)).astype(np.float32)
+    maps, masks = pimo.make_example(6, 6, (160, 160), seed=11, dtype=np.float64)
+    # squeeze scores into a narrow band so that one coarse key bin holds most pixels
+    maps = (0.75 + maps * scale).astype(dtype)
+    maps[:, 0, 0] = 1 + rng.random(12)  # a few scores far above the band
     bounds = (1e-5, 1e-4)
     expected = brute_force_exact(list(maps), list(masks), bounds)
     result = pimo.aupimo(maps, masks, fpr_bounds=bounds)
     np.testing.assert_allclose(result.aupimos, expected, rtol=0, atol=1e-9)
+    assert np.nanmax(expected) > 0.1  # the case is not trivial
+    image_set = pimo._validate.as_image_set(maps, masks)
+    tail = pimo.pimo._shared_fpr_curve(image_set, bounds[1]).thresholds.size
+    assert tail < 2000 if refine_above == 64 else tail > 2000  # refined, or one coarse level
 
 
 # --------------------------------------------------------------------------------------
