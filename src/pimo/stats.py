@@ -21,9 +21,10 @@ anomalous images,
   with the alternative "A is more often better than B"; the figure reported is the confidence
   ``C = 1 − p``.
 
-The sub-package :mod:`pimo.cli.compare_cmd` (``pimo compare``) prints and exports all of it for
-the published layout ``<model>/<collection>/<dataset>/aupimo/aupimos.json``, read by
-:func:`find_score_files` and compared by :func:`compare_score_tree`.
+The published layout ``<model>/<collection>/<dataset>/aupimo/aupimos.json`` is read by
+:func:`find_score_files` (or :func:`explicit_score_tree` for files named one by one) and
+compared dataset by dataset, then summarised, by :func:`compare_score_tree`; the command
+``pimo compare`` (:mod:`pimo.cli.compare_cmd`) prints and exports the result.
 """
 
 from __future__ import annotations
@@ -1351,6 +1352,15 @@ def find_score_files(root: str | Path) -> ScoreTree:
         raise EmptyInputError(
             f"{folder}: no score file found (expected "
             f"<model>/<collection>/<dataset>/aupimo/aupimos.json).{hint}"
+        )
+    if len(models) == 1:
+        warnings.warn(
+            f"{folder}: only one model folder ({models[0]!r}) holds scores, so there is nothing "
+            "to compare it with. ROOT must hold <model>/<collection>/<dataset>/aupimo/"
+            "aupimos.json; a tree in another order (e.g. the paper's ablation/<collection>/"
+            "<dataset>/<run>/) is compared by naming each run with --model NAME=PATH.",
+            UserWarning,
+            stacklevel=2,
         )
     return ScoreTree(files=files, models=tuple(models))
 

@@ -254,10 +254,9 @@ def _print_rich(tables: Sequence[TextTable]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    stream = click.get_text_stream("stdout")
-    console = Console(
-        file=stream, highlight=False, width=None if stream.isatty() else 220,
-    )
+    console = Console(highlight=False)
+    if not console.is_terminal:  # a pipe or a file: wide tables are not wrapped
+        console = Console(highlight=False, width=220)
     # without colours (a pipe, NO_COLOR), highlighted cells are marked with a star instead
     plain = console.no_color or console.color_system is None
 
@@ -473,17 +472,17 @@ def compare_command(
         raise click.UsageError("Choose one of --markdown and --latex.")
     if root is None and not model_specs:
         raise click.UsageError("Give ROOT (a folder of score files) or at least one --model.")
-    trees = []
-    if root is not None:
-        trees.append(stats.find_score_files(root))
-    if model_specs:
-        trees.append(stats.explicit_score_tree(_parse_model_specs(model_specs)))
-    tree = trees[0] if len(trees) == 1 else trees[0].merged(trees[1])
-    tree = tree.select(
-        datasets=_split_names(dataset_filter), models=_split_names(model_filter)
-    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        trees = []
+        if root is not None:
+            trees.append(stats.find_score_files(root))
+        if model_specs:
+            trees.append(stats.explicit_score_tree(_parse_model_specs(model_specs)))
+        tree = trees[0] if len(trees) == 1 else trees[0].merged(trees[1])
+        tree = tree.select(
+            datasets=_split_names(dataset_filter), models=_split_names(model_filter)
+        )
         result = stats.compare_score_tree(tree, test=test, zero_tolerance=zero_tolerance)
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
