@@ -284,8 +284,10 @@ def align_scores(
     if len(scores_by_model) == 0:
         raise EmptyInputError("No model to compare: the mapping of scores is empty.")
     models = tuple(str(model) for model in scores_by_model)
-    arrays = [_as_score_array(scores, model=model) for model, scores in zip(
-        models, scores_by_model.values(), strict=True)]
+    arrays = [
+        _as_score_array(scores, model=model)
+        for model, scores in zip(models, scores_by_model.values(), strict=True)
+    ]
 
     paths_of: dict[str, list[str]] = {}
     for model, scores in zip(models, scores_by_model.values(), strict=True):
@@ -327,7 +329,7 @@ def align_scores(
                     )
     paths = tuple(paths_of[next(iter(paths_of))]) if paths_of else None
 
-    stacked = np.stack(arrays) if arrays else np.empty((0, 0))
+    stacked = np.stack(arrays)
     nan_mask = np.isnan(stacked)
     disagreeing = np.flatnonzero(nan_mask.any(axis=0) & ~nan_mask.all(axis=0))
     if disagreeing.size:
