@@ -102,6 +102,17 @@ def test_malformed_files(tmp_path, content, message):
         pimo.load_aupimo(path)
 
 
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = pimo.save_value(tmp_path / "auroc.json", 0.5)
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_value_files(tmp_path):
     path = pimo.save_value(tmp_path / "auroc.json", 0.987)
     assert json.loads(path.read_text()) == {"value": 0.987}

@@ -12,17 +12,27 @@ from typing import Any
 __all__ = ["atomic_write_bytes", "atomic_write_text", "dump_json", "read_json"]
 
 
+def _default_file_mode() -> int:
+    """``0o666`` minus the process umask: the mode ``open()`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically.
 
     The bytes go to a temporary file in the same folder, which is flushed, synced and then
     renamed over ``path``: a reader sees either the old file or the complete new one, never a
-    partial write. Parent folders are created.
+    partial write. Parent folders are created; the file gets the usual permissions (those of
+    the file it replaces, or ``0o666`` minus the umask).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        mode = target.stat().st_mode & 0o777 if target.exists() else _default_file_mode()
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
