@@ -13,12 +13,32 @@ from pimo._kernels._common import (
     key_of_bits,
     mask_counts,
 )
+from pimo._kernels._roc import (
+    BUCKET_BITS,
+    NUM_BUCKETS,
+    bucket_counts,
+    count_runs,
+    image_runs,
+    label_mask,
+    region_runs,
+    resolve_buckets,
+    scatter_window,
+)
 
 __all__ = [
+    "BUCKET_BITS",
     "KEY_LAYOUTS",
+    "NUM_BUCKETS",
     "bit_views",
+    "bucket_counts",
+    "count_runs",
     "float_from_key",
+    "image_runs",
     "is_nonfinite_bits",
     "key_of_bits",
+    "label_mask",
     "mask_counts",
+    "region_runs",
+    "resolve_buckets",
+    "scatter_window",
 ]
