@@ -38,6 +38,7 @@ from pimo.results import (
     load_value,
     save_value,
 )
+from pimo.setmetrics import SetMetricsResult, aupro, auroc, label_regions, set_metrics
 
 __all__ = [
     "AuimoResult",
@@ -56,16 +57,21 @@ __all__ = [
     "PimoValueError",
     "PimoWarning",
     "ScoreFileError",
+    "SetMetricsResult",
     "ShapeMismatchError",
     "SharedFprCurve",
     "UnreachableFprError",
     "__version__",
     "auimo",
     "aupimo",
+    "aupro",
+    "auroc",
+    "label_regions",
     "load_auimo",
     "load_aupimo",
     "load_value",
     "make_example",
     "pimo_curves",
     "save_value",
+    "set_metrics",
 ]
