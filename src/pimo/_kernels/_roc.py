@@ -42,6 +42,8 @@ BUCKET_BITS = 16
 NUM_BUCKETS = 1 << BUCKET_BITS
 HISTOGRAM_LOW_BITS = 16  # float32 keys: 16 low bits left, resolved by a dense histogram
 MIN_HISTOGRAM_PIXELS = 8192  # below this many normal pixels a bucket is sorted instead
+_PACK_BITS = 32
+_PACK = 1 << _PACK_BITS  # anomalous counts are packed above the normal counts
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,7 +460,9 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
     num_vertices = np.zeros(num_buckets, dtype=np.int64)
     use_histogram = shift == HISTOGRAM_LOW_BITS
     for chunk in prange(num_chunks):
-        histogram = np.zeros((1 << HISTOGRAM_LOW_BITS) if use_histogram else 1, dtype=np.int64)
+        bins = (1 << HISTOGRAM_LOW_BITS) if use_histogram else 1
+        histogram = np.zeros(bins, dtype=np.int64)
+        weights = np.zeros(bins, dtype=np.float64)
         state = np.zeros(4, dtype=np.int64)
         for slot in range(chunk, num_buckets, num_chunks):
             high = np.uint64(buckets[slot]) << np.uint64(shift)
@@ -478,43 +482,48 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
                 n_end = neg_start[slot + 1]
                 p_begin = pos_start[slot]
                 p_end = pos_start[slot + 1]
-                order = np.argsort(pos_low[p_begin:p_end])
-                pi = p_end - p_begin - 1
-                if use_histogram and n_end - n_begin >= MIN_HISTOGRAM_PIXELS:
+                num_normal = n_end - n_begin
+                num_anomalous = p_end - p_begin
+                if (use_histogram and num_normal >= MIN_HISTOGRAM_PIXELS
+                        and num_normal < _PACK and num_anomalous < _PACK):
+                    # one histogram: normal count in the low half, anomalous in the high half
                     for q in range(n_begin, n_end):
                         histogram[neg_low[q]] += 1
+                    for q in range(p_begin, p_end):
+                        histogram[pos_low[q]] += _PACK
+                        weights[pos_low[q]] += pos_weight[q]
                     # runs of normal-only scores are applied as one step (a straight segment)
                     run_count = 0
                     run_low = 0
                     for low in range((1 << HISTOGRAM_LOW_BITS) - 1, -1, -1):
-                        n = histogram[low]
-                        low_key = np.uint64(low)
-                        if pi >= 0 and pos_low[p_begin + order[pi]] == low_key:
-                            if run_count:
-                                vertex = _step(run_count, 0, 0.0, high | np.uint64(run_low),
-                                               state, num_neg, num_regions, limits, areas, slot,
-                                               auroc_parts, emit, v_key, v_neg, v_pos, v_weight,
-                                               vertex)
-                                run_count = 0
-                            p = 0
-                            w = 0.0
-                            while pi >= 0 and pos_low[p_begin + order[pi]] == low_key:
-                                p += 1
-                                w += pos_weight[p_begin + order[pi]]
-                                pi -= 1
-                            histogram[low] = 0
-                            vertex = _step(n, p, w, high | low_key, state, num_neg, num_regions,
-                                           limits, areas, slot, auroc_parts, emit, v_key, v_neg,
-                                           v_pos, v_weight, vertex)
-                        elif n:
-                            histogram[low] = 0
+                        packed = histogram[low]
+                        if packed == 0:
+                            continue
+                        histogram[low] = 0
+                        n = packed & (_PACK - 1)
+                        p = packed >> _PACK_BITS
+                        if p == 0:
                             run_count += n
                             run_low = low
+                            continue
+                        if run_count:
+                            vertex = _step(run_count, 0, 0.0, high | np.uint64(run_low), state,
+                                           num_neg, num_regions, limits, areas, slot,
+                                           auroc_parts, emit, v_key, v_neg, v_pos, v_weight,
+                                           vertex)
+                            run_count = 0
+                        w = weights[low]
+                        weights[low] = 0.0
+                        vertex = _step(n, p, w, high | np.uint64(low), state, num_neg,
+                                       num_regions, limits, areas, slot, auroc_parts, emit,
+                                       v_key, v_neg, v_pos, v_weight, vertex)
                     if run_count:
                         vertex = _step(run_count, 0, 0.0, high | np.uint64(run_low), state,
                                        num_neg, num_regions, limits, areas, slot, auroc_parts,
                                        emit, v_key, v_neg, v_pos, v_weight, vertex)
                 else:
+                    order = np.argsort(pos_low[p_begin:p_end])
+                    pi = p_end - p_begin - 1
                     normals = np.sort(neg_low[n_begin:n_end])
                     ni = n_end - n_begin - 1
                     while ni >= 0 or pi >= 0:
