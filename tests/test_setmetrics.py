@@ -84,12 +84,11 @@ def image_sets(draw, three_d=False):
         score = rng.integers(0, levels + 1, shape) * 0.25 + mask * rng.integers(0, 3) * 0.25
         maps.append((score - 1.0).astype(dtype))
         masks.append(mask)
-    total = sum(mask.size for mask in masks)
-    anomalous = sum(int(mask.sum()) for mask in masks)
-    if anomalous == 0:
+    if not any(mask.any() for mask in masks):
         masks[0].flat[0] = True
-    if anomalous == total:
-        masks[-1].flat[-1] = False
+    if all(mask.all() for mask in masks):  # add one normal pixel
+        maps.append(np.zeros((1, 1, 1) if three_d else (1, 1), dtype=dtype))
+        masks.append(np.zeros(maps[-1].shape, dtype=bool))
     return maps, masks
 
 

@@ -41,7 +41,7 @@ __all__ = [
 BUCKET_BITS = 16
 NUM_BUCKETS = 1 << BUCKET_BITS
 HISTOGRAM_LOW_BITS = 16  # float32 keys: 16 low bits left, resolved by a dense histogram
-MIN_HISTOGRAM_PIXELS = 8192  # below this many normal pixels a bucket is sorted instead
+BLOCK_BITS = 6  # the histogram's occupied 64-bin blocks are counted, empty ones skipped
 _PACK_BITS = 32
 _PACK = 1 << _PACK_BITS  # anomalous counts are packed above the normal counts
 
@@ -463,6 +463,7 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
         bins = (1 << HISTOGRAM_LOW_BITS) if use_histogram else 1
         histogram = np.zeros(bins, dtype=np.int64)
         weights = np.zeros(bins, dtype=np.float64)
+        blocks = np.zeros(max(bins >> BLOCK_BITS, 1), dtype=np.int64)
         state = np.zeros(4, dtype=np.int64)
         for slot in range(chunk, num_buckets, num_chunks):
             high = np.uint64(buckets[slot]) << np.uint64(shift)
@@ -484,39 +485,46 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
                 p_end = pos_start[slot + 1]
                 num_normal = n_end - n_begin
                 num_anomalous = p_end - p_begin
-                if (use_histogram and num_normal >= MIN_HISTOGRAM_PIXELS
-                        and num_normal < _PACK and num_anomalous < _PACK):
+                if use_histogram and num_normal < _PACK and num_anomalous < _PACK:
                     # one histogram: normal count in the low half, anomalous in the high half
                     for q in range(n_begin, n_end):
                         histogram[neg_low[q]] += 1
+                        blocks[neg_low[q] >> BLOCK_BITS] += 1
                     for q in range(p_begin, p_end):
                         histogram[pos_low[q]] += _PACK
                         weights[pos_low[q]] += pos_weight[q]
+                        blocks[pos_low[q] >> BLOCK_BITS] += 1
                     # runs of normal-only scores are applied as one step (a straight segment)
                     run_count = 0
                     run_low = 0
-                    for low in range((1 << HISTOGRAM_LOW_BITS) - 1, -1, -1):
-                        packed = histogram[low]
-                        if packed == 0:
-                            continue
-                        histogram[low] = 0
-                        n = packed & (_PACK - 1)
-                        p = packed >> _PACK_BITS
-                        if p == 0:
-                            run_count += n
-                            run_low = low
-                            continue
-                        if run_count:
-                            vertex = _step(run_count, 0, 0.0, high | np.uint64(run_low), state,
-                                           num_neg, num_regions, limits, areas, slot,
-                                           auroc_parts, emit, v_key, v_neg, v_pos, v_weight,
-                                           vertex)
-                            run_count = 0
-                        w = weights[low]
-                        weights[low] = 0.0
-                        vertex = _step(n, p, w, high | np.uint64(low), state, num_neg,
-                                       num_regions, limits, areas, slot, auroc_parts, emit,
-                                       v_key, v_neg, v_pos, v_weight, vertex)
+                    block_size = 1 << BLOCK_BITS
+                    for block in range(blocks.shape[0] - 1, -1, -1):
+                        if blocks[block] == 0:
+                            continue  # no pixel in these 64 bins
+                        blocks[block] = 0
+                        for low in range(block * block_size + block_size - 1,
+                                         block * block_size - 1, -1):
+                            packed = histogram[low]
+                            if packed == 0:
+                                continue
+                            histogram[low] = 0
+                            n = packed & (_PACK - 1)
+                            p = packed >> _PACK_BITS
+                            if p == 0:
+                                run_count += n
+                                run_low = low
+                                continue
+                            if run_count:
+                                vertex = _step(run_count, 0, 0.0, high | np.uint64(run_low),
+                                               state, num_neg, num_regions, limits, areas,
+                                               slot, auroc_parts, emit, v_key, v_neg, v_pos,
+                                               v_weight, vertex)
+                                run_count = 0
+                            w = weights[low]
+                            weights[low] = 0.0
+                            vertex = _step(n, p, w, high | np.uint64(low), state, num_neg,
+                                           num_regions, limits, areas, slot, auroc_parts, emit,
+                                           v_key, v_neg, v_pos, v_weight, vertex)
                     if run_count:
                         vertex = _step(run_count, 0, 0.0, high | np.uint64(run_low), state,
                                        num_neg, num_regions, limits, areas, slot, auroc_parts,
