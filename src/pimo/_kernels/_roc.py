@@ -42,6 +42,7 @@ BUCKET_BITS = 16
 NUM_BUCKETS = 1 << BUCKET_BITS
 HISTOGRAM_LOW_BITS = 16  # float32 keys: 16 low bits left, resolved by a dense histogram
 BLOCK_BITS = 6  # the histogram's occupied 64-bin blocks are counted, empty ones skipped
+RADIX_MIN_SIZE = 1 << 15  # smaller buckets of float64 scores are sorted by comparison
 _PACK_BITS = 32
 _PACK = 1 << _PACK_BITS  # anomalous counts are packed above the normal counts
 
@@ -375,6 +376,36 @@ def scatter_window(bits, item_image, item_begin, item_end, run_offsets, run_star
 # --------------------------------------------------------------------------------------------
 # Walking the curve
 # --------------------------------------------------------------------------------------------
+@nb.njit(cache=True)
+def _sorted_low_keys(values, low_bits):  # pragma: no cover - compiled
+    """Sorted copy of unsigned keys below ``2 ** low_bits``: LSD radix, 16-bit digits."""
+    size = values.shape[0]
+    if size < RADIX_MIN_SIZE:
+        return np.sort(values)
+    source = values.copy()
+    target = np.empty_like(source)
+    counts = np.empty(1 << 16, dtype=np.int64)
+    digit_mask = np.uint64((1 << 16) - 1)
+    for digit in range((low_bits + 15) // 16):
+        digit_shift = np.uint64(16 * digit)
+        counts[:] = 0
+        for q in range(size):
+            counts[(np.uint64(source[q]) >> digit_shift) & digit_mask] += 1
+        if counts.max() == size:
+            continue  # every key has the same digit here
+        total = 0
+        for d in range(1 << 16):
+            count = counts[d]
+            counts[d] = total
+            total += count
+        for q in range(size):
+            d = (np.uint64(source[q]) >> digit_shift) & digit_mask
+            target[counts[d]] = source[q]
+            counts[d] += 1
+        source, target = target, source
+    return source
+
+
 @nb.njit(inline="always", cache=True)
 def _clipped_trapezoid(x0, x1, y0, y1, limit):  # pragma: no cover - compiled
     """Area under the segment (x0, y0)-(x1, y1) left of ``x = limit`` (needs x0 < limit)."""
@@ -532,15 +563,22 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
                 else:
                     order = np.argsort(pos_low[p_begin:p_end])
                     pi = p_end - p_begin - 1
-                    normals = np.sort(neg_low[n_begin:n_end])
+                    normals = _sorted_low_keys(neg_low[n_begin:n_end], shift)
                     ni = n_end - n_begin - 1
                     while ni >= 0 or pi >= 0:
+                        # normal-only scores above the next anomalous one: one straight step
+                        run_count = 0
+                        while ni >= 0 and (pi < 0 or normals[ni] > pos_low[p_begin + order[pi]]):
+                            run_count += 1
+                            ni -= 1
+                        if run_count:
+                            vertex = _step(run_count, 0, 0.0, high | np.uint64(normals[ni + 1]),
+                                           state, num_neg, num_regions, limits, areas, slot,
+                                           auroc_parts, emit, v_key, v_neg, v_pos, v_weight,
+                                           vertex)
                         if pi < 0:
-                            value = normals[ni]
-                        elif ni < 0:
-                            value = pos_low[p_begin + order[pi]]
-                        else:
-                            value = max(normals[ni], pos_low[p_begin + order[pi]])
+                            break
+                        value = pos_low[p_begin + order[pi]]
                         n = 0
                         while ni >= 0 and normals[ni] == value:
                             n += 1
