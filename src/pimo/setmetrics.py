@@ -500,16 +500,20 @@ class SetMetricsStream:
         window = self._window
         assert window is not None
         in_window = window["in_window"]
-        neg_fill = window["neg_fill"]
-        pos_fill = window["pos_fill"]
-        batch_neg = neg.sum(axis=0)
-        batch_pos = pos.sum(axis=0)
-        if np.any((neg_fill + batch_neg > window["neg_end"]) & in_window) or np.any(
-            (pos_fill + batch_pos > window["pos_end"]) & in_window
+        # chunk c of this batch writes bucket b from the fill point plus the earlier chunks
+        neg_cursor = np.empty_like(neg)
+        pos_cursor = np.empty_like(pos)
+        neg_next = window["neg_fill"].copy()
+        pos_next = window["pos_fill"].copy()
+        for chunk in range(neg.shape[0]):
+            neg_cursor[chunk] = neg_next
+            pos_cursor[chunk] = pos_next
+            neg_next += neg[chunk]
+            pos_next += pos[chunk]
+        if np.any((neg_next > window["neg_end"]) & in_window) or np.any(
+            (pos_next > window["pos_end"]) & in_window
         ):
             self._raise_changed_images()
-        neg_cursor = neg_fill[None, :] + np.cumsum(neg, axis=0) - neg
-        pos_cursor = pos_fill[None, :] + np.cumsum(pos, axis=0) - pos
         shift, sign_bit, all_ones, _ = batch.key_constants(self._dtype)
         _kernels.scatter_window(
             batch.bits, batch.item_image, batch.item_begin, batch.item_end, batch.run_offsets,
@@ -517,8 +521,8 @@ class SetMetricsStream:
             in_window, neg_cursor, pos_cursor, window["neg_low"], window["pos_low"],
             window["pos_weight"],
         )
-        neg_fill += batch_neg
-        pos_fill += batch_pos
+        window["neg_fill"] = neg_next
+        window["pos_fill"] = pos_next
 
     def _raise_changed_images(self) -> None:
         raise PimoValueError(
