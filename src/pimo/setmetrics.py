@@ -22,8 +22,9 @@ moves both coordinates at once (a diagonal segment), exactly as scikit-learn's R
 
 The computation is exact (no threshold grid) and never sorts all pixels: see
 :mod:`pimo._kernels._roc`. One pass over the data gives the histograms; a second pass gathers
-only the pixels of the score ranges where both classes occur, so AUROC and every AUPRO limit
-come from the same two passes (:func:`set_metrics`).
+only the pixels of the score ranges where both classes occur (more passes only when those
+exceed a memory budget), so AUROC and every AUPRO limit come from the same passes
+(:func:`set_metrics`).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _connectivity_rank(connectivity: int | None, ndim: int, where: str = "the ma
     allowed = _CONNECTIVITY_RANKS[ndim]
     if isinstance(connectivity, bool) or connectivity not in allowed:
         raise PimoValueError(
-            f"connectivity={connectivity!r} is not valid for {ndim}-D {where}: use one of "
+            f"connectivity={connectivity!r} is not valid for {where} ({ndim}-D): use one of "
             f"{sorted(allowed)} (or None for {max(allowed)})."
         )
     return allowed[connectivity]
@@ -276,7 +277,7 @@ class _Batch:
         ranks = np.empty(num_images, dtype=np.int64)
         images, begins, ends = [], [], []
         for index, shape in enumerate(image_set.shapes):
-            where = f"the mask of {image_set.describe(first_index + index)}"
+            where = f"the mask of {self.describe(index)}"
             ranks[index] = _connectivity_rank(connectivity, len(shape), where)
             dims[index] = _dims(shape)
             size = int(image_set.num_pixels[index])
@@ -296,6 +297,12 @@ class _Batch:
         self.num_anomalous = int(image_set.mask_counts.sum())
         self.num_chunks = num_chunks
         self._counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def describe(self, local_index: int) -> str:
+        """``"image 7 ('a/b.png')"``, numbered in the order the images were fed in the pass."""
+        paths = self.image_set.paths
+        path = f" ({paths[local_index]!r})" if paths and paths[local_index] else ""
+        return f"image {self.first_index + local_index}{path}"
 
     def key_constants(self, dtype: np.dtype) -> tuple[Any, ...]:
         _, key_bits, sign_bit, exponent_mask, all_ones = _kernels.KEY_LAYOUTS[dtype]
@@ -320,16 +327,14 @@ class _Batch:
             if bad_items.size:
                 item = int(bad_items[0])
                 local = int(self.item_image[item])
-                index = self.first_index + local
                 paths = self.image_set.paths
-                path = paths[local] if paths else None
-                where = f"image {index}" + (f" ({path!r})" if path else "")
                 raise NonFiniteScoreError(
-                    f"The anomaly map of {where} holds NaN or infinite scores (the first at "
-                    f"flat pixel {int(first_bad[item])}). AUROC and AUPRO need finite scores: "
-                    "fix the model output, or replace them (e.g. np.nan_to_num) on purpose.",
-                    image_index=index,
-                    path=path,
+                    f"The anomaly map of {self.describe(local)} holds NaN or infinite scores "
+                    f"(the first at flat pixel {int(first_bad[item])}). AUROC and AUPRO need "
+                    "finite scores: fix the model output, or replace them (e.g. np.nan_to_num) "
+                    "on purpose.",
+                    image_index=self.first_index + local,
+                    path=paths[local] if paths else None,
                 )
             self._counts = (neg, pos, weight)
         return self._counts
