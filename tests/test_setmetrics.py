@@ -126,8 +126,11 @@ def test_aupro_volumes_and_connectivity(data, connectivity):
 def test_one_call_many_windows_and_stream_agree(data):
     maps, masks = data
     limits = (0.3, 0.05)
-    reference = set_metrics(maps, masks, fpr_limits=limits)
-    tiny = set_metrics(maps, masks, fpr_limits=limits, max_buffer_bytes=16)
+    reference = set_metrics(maps, masks, fpr_limits=limits, curves=True)
+    tiny = set_metrics(maps, masks, fpr_limits=limits, max_buffer_bytes=16, curves=True)
+    for name in ("thresholds", "fpr", "tpr", "pro"):
+        np.testing.assert_allclose(getattr(tiny.curves, name), getattr(reference.curves, name),
+                                   rtol=0, atol=1e-12)
     stream = SetMetricsStream(limits, max_buffer_bytes=16, dtype=np.float64)
     passes = 0
     while True:
