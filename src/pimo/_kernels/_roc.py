@@ -415,7 +415,7 @@ def _clipped_trapezoid(x0, x1, y0, y1, limit):  # pragma: no cover - compiled
     return (limit - x0) * (y0 + y_limit) * 0.5
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True)
 def _step(n, p, w, key, state, num_neg, num_regions, limits, areas, slot, auroc_parts,
           emit, v_key, v_neg, v_pos, v_weight, vertex):  # pragma: no cover - compiled
     """Apply one distinct score (n normal, p anomalous pixels, weight w) to the walk.
