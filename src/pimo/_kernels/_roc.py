@@ -13,9 +13,15 @@ normal (mask-0) pixels. The kernels find that order exactly without sorting ever
    the order inside the bucket matters) are copied, as the low bits of their keys, into a
    buffer grouped by bucket.
 4. ``resolve_buckets``: each bucket is walked from its highest score to its lowest, in cache (a
-   65,536-bin histogram of the low 16 bits for float32 maps, a small sort otherwise), adding its
+   65,536-bin histogram of both classes over the low 16 bits for float32 maps; for float64
+   maps a radix sort of the 48 low bits, or a comparison sort for small buckets), adding its
    exact contribution to the AUROC sum and to the area under the PRO curve up to each FPR limit,
-   and, on demand, the vertices of the curves.
+   and, on demand, the vertices of the curves. Buckets that hold one class only are applied as
+   a single step, from the histograms of step 2.
+
+Memory: the histograms (65,536 x 24 bytes per chunk), the buffer of the gathered pixels
+(2 bytes per normal and 10 per anomalous pixel of the mixed buckets for float32 maps, 8 and 16
+for float64), and per thread one 1 MiB walking histogram.
 """
 
 from __future__ import annotations
