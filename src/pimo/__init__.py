@@ -11,14 +11,15 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
+from pimo._synthetic import make_example
 from pimo._validate import (
     ConstantNormalMapsError,
     EmptyInputError,
     FprBoundsError,
     MaskValueError,
     NoAnomalousImageError,
-    NoNormalImageError,
     NonFiniteScoreError,
+    NoNormalImageError,
     PimoError,
     PimoTypeError,
     PimoValueError,
@@ -27,7 +28,6 @@ from pimo._validate import (
     ShapeMismatchError,
     UnreachableFprError,
 )
-from pimo._synthetic import make_example
 from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
 from pimo.results import (
     AuimoResult,
@@ -43,10 +43,10 @@ from pimo.setmetrics import SetMetricsResult, aupro, auroc, label_regions, set_m
 __all__ = [
     "AuimoResult",
     "AupimoResult",
-    "IntegrationRange",
     "ConstantNormalMapsError",
     "EmptyInputError",
     "FprBoundsError",
+    "IntegrationRange",
     "MaskValueError",
     "NoAnomalousImageError",
     "NoNormalImageError",
