@@ -1,0 +1,555 @@
+"""Evaluate anomaly maps stored as files against a dataset on disk, streaming.
+
+:func:`evaluate_dataset` is what ``pimo evaluate`` runs. It follows the paper's guidelines:
+every map is resized to its mask's full resolution with bilinear interpolation (as torch's
+``interpolate(mode="bilinear", align_corners=False)``), nothing is cropped, and the per-image
+AUPIMO scores are kept with the images' paths.
+
+How it reads the data
+---------------------
+1. *List*: the layout lists the test images and masks; the maps are matched to the images
+   (:func:`pimo.data.match_maps`). Missing or extra files are problems.
+2. *Check*: every image is decoded (truncated files are found here, and the image size is the
+   size a normal image's map is resized to) and every mask is read, binarised and compared
+   with its image's size. An all-zero mask makes its image normal.
+3. *Normal images*: each map is read, checked for NaN/inf, resized and added to the streaming
+   AUPIMO (and set-metric) accumulators.
+4. *Anomalous images*: each map and mask is read again, resized and added.
+
+One image is in memory at a time (plus a few being decoded by a small thread pool), so peak
+memory does not grow with the number of images. Nothing is skipped silently: problems are
+collected over the whole set and reported together (:class:`~pimo.data.DatasetError`);
+with ``skip_missing=True`` images whose map, mask or image file is missing (and maps or masks
+without image) are left out and listed in :attr:`EvaluationResult.skipped`.
+
+Output (:meth:`EvaluationResult.save`)
+--------------------------------------
+``aupimo/aupimos.json``
+    Per-image AUPIMO in the paper's format, with ``paths``.
+``auroc.json``, ``aupro.json``, ``aupro_05.json``
+    ``{"value": x}``: pixel AUROC, AUPRO up to FPR 0.3 and up to FPR 0.05.
+``evaluation.json``
+    What is needed to find the data again and redraw curves (see :meth:`EvaluationResult.to_dict`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pimo._io import dump_json
+from pimo._validate import NoAnomalousImageError, NoNormalImageError, validate_fpr_bounds
+from pimo.data._pool import default_workers, ordered_map
+from pimo.data.images import FileProblemError, read_image_size, read_mask
+from pimo.data.layouts import DatasetLayout, Sample, open_dataset
+from pimo.data.maps import MapEntry, MapSource, match_maps, open_maps
+from pimo.data.problems import DatasetError, Problem
+from pimo.data.resize import resize_bilinear, resize_nearest
+from pimo.results import AupimoResult, save_value
+from pimo.setmetrics import SetMetricsStream
+
+__all__ = [
+    "EVALUATION_FILE",
+    "SET_METRIC_FILES",
+    "EvaluatedImage",
+    "EvaluationResult",
+    "ProgressHook",
+    "evaluate_dataset",
+]
+
+EVALUATION_FILE = "evaluation.json"
+AUPIMO_FILE = "aupimo/aupimos.json"
+SET_METRIC_FILES = {"auroc": "auroc.json", "aupro": "aupro.json", "aupro_05": "aupro_05.json"}
+SET_METRIC_LIMITS = (0.3, 0.05)
+_FORMAT = "pimo-evaluation"
+_FORMAT_VERSION = 1
+
+
+class ProgressHook:
+    """Receives progress: :meth:`start` once per stage, :meth:`advance` once per image.
+
+    The default does nothing; the command line shows a progress bar.
+    """
+
+    def start(self, stage: str, total: int) -> None:
+        """A stage of ``total`` images begins."""
+
+    def advance(self, count: int = 1) -> None:
+        """``count`` more images are done."""
+
+
+@dataclass(frozen=True)
+class EvaluatedImage:
+    """Where one evaluated image's files are.
+
+    Attributes
+    ----------
+    path : str
+        The image's path relative to the dataset root (the ``paths`` entry of the scores).
+    mask : str or None
+        The mask's path relative to the dataset root (None for images without a mask file).
+    map : str
+        The map: its path relative to the maps folder, or the path stored in a stacked file.
+    map_row : int or None
+        The row in a stacked file.
+    anomalous : bool
+        Whether the mask has anomalous pixels.
+    size : tuple of int
+        ``(height, width)`` of the image.
+    """
+
+    path: str
+    mask: str | None
+    map: str
+    map_row: int | None
+    anomalous: bool
+    size: tuple[int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record."""
+        record: dict[str, Any] = {"path": self.path, "mask": self.mask, "map": self.map}
+        if self.map_row is not None:
+            record["map_row"] = self.map_row
+        record["anomalous"] = self.anomalous
+        record["size"] = list(self.size)
+        return record
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """The scores of one category, and where the data they come from is.
+
+    Attributes
+    ----------
+    aupimo : AupimoResult
+        Per-image AUPIMO, in the order of :attr:`images` (sorted relative paths).
+    set_metrics : dict of str to float, or None
+        ``auroc``, ``aupro`` (FPR up to 0.3) and ``aupro_05`` (up to 0.05); None when they
+        were not computed (see :attr:`set_metrics_note`).
+    set_metrics_note : str or None
+        Why the set metrics were not computed.
+    layout, dataset_root, category : str, Path, str
+        The dataset.
+    maps_location : Path
+        The maps folder or stacked file; ``maps_kind`` is ``"files"`` or ``"stacked"``.
+    images : list of EvaluatedImage
+        The evaluated images, in score order.
+    skipped : list of Problem
+        What ``skip_missing`` left out.
+    resolution : tuple of int or None
+        None: full resolution (each mask's own size). ``(H, W)``: every map and mask was
+        resized to that size, and the numbers are not comparable with full-resolution ones.
+    mask_threshold : float or None
+        The binarisation threshold of the masks (None: ``> 0`` on clean masks).
+    """
+
+    aupimo: AupimoResult
+    set_metrics: dict[str, float] | None
+    set_metrics_note: str | None
+    layout: str
+    dataset_root: Path
+    category: str
+    maps_location: Path
+    maps_kind: str
+    images: list[EvaluatedImage]
+    skipped: list[Problem] = field(default_factory=list)
+    resolution: tuple[int, int] | None = None
+    mask_threshold: float | None = None
+
+    @property
+    def paths(self) -> list[str]:
+        """The evaluated images' relative paths (score order)."""
+        return [image.path for image in self.images]
+
+    def summary(self) -> dict[str, Any]:
+        """AUPIMO statistics over anomalous images, and the set metrics when computed."""
+        summary: dict[str, Any] = {"category": self.category, **self.aupimo.summary()}
+        for name in SET_METRIC_FILES:
+            summary[name] = None if self.set_metrics is None else self.set_metrics[name]
+        return summary
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``evaluation.json`` payload.
+
+        Fields: ``format``/``version``; ``dataset`` (``layout``, absolute ``root``,
+        ``category``); ``maps`` (absolute ``location``, ``kind``); ``resolution`` (``"full"``
+        or ``[H, W]``); ``mask_threshold``; ``fpr_bounds``; ``thresh_bounds`` (thresholds at
+        shared FPR = U and = L); ``files`` (the score files, relative to the folder);
+        ``set_metrics``; ``images`` (per image, in score order: ``path`` and ``mask``
+        relative to the dataset root, ``map`` relative to the maps folder or as stored in the
+        stacked file with ``map_row``, ``anomalous``, ``size``); ``skipped``.
+        """
+        files = {"aupimo": AUPIMO_FILE}
+        if self.set_metrics is not None:
+            files.update(SET_METRIC_FILES)
+        return {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "dataset": {
+                "layout": self.layout,
+                "root": str(self.dataset_root.resolve()),
+                "category": self.category,
+            },
+            "maps": {"location": str(self.maps_location.resolve()), "kind": self.maps_kind},
+            "resolution": "full" if self.resolution is None else list(self.resolution),
+            "mask_threshold": self.mask_threshold,
+            "fpr_bounds": [float(b) for b in self.aupimo.fpr_bounds],
+            "thresh_bounds": [float(b) for b in self.aupimo.thresh_bounds],
+            "files": files,
+            "set_metrics": self.set_metrics,
+            "set_metrics_note": self.set_metrics_note,
+            "images": [image.to_dict() for image in self.images],
+            "skipped": [problem.to_dict() for problem in self.skipped],
+        }
+
+    def save(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write the score files and ``evaluation.json`` into ``directory`` (atomically).
+
+        Returns
+        -------
+        dict of str to Path
+            ``aupimo``, ``auroc``, ``aupro``, ``aupro_05`` (when computed), ``evaluation``.
+        """
+        directory = Path(directory)
+        written = {"aupimo": self.aupimo.save(directory / AUPIMO_FILE)}
+        if self.set_metrics is not None:
+            for name, filename in SET_METRIC_FILES.items():
+                written[name] = save_value(directory / filename, self.set_metrics[name])
+        written["evaluation"] = dump_json(directory / EVALUATION_FILE, self.to_dict())
+        return written
+
+
+# --------------------------------------------------------------------------------------
+# the passes
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Checked:
+    """What the check pass learnt about one image."""
+
+    size: tuple[int, int] | None
+    anomalous: bool
+    problems: tuple[Problem, ...]
+
+
+@dataclass
+class _Job:
+    """One image to evaluate."""
+
+    index: int
+    sample: Sample
+    entry: MapEntry
+    size: tuple[int, int] = (0, 0)
+    anomalous: bool = False
+
+
+def _check_sample(
+    sample: Sample, *, mask_threshold: float | None, label_masks: bool, verify_images: bool
+) -> _Checked:
+    problems: list[Problem] = []
+    size: tuple[int, int] | None = None
+    try:
+        size = read_image_size(sample.image_path, name=sample.relative_path, verify=verify_images)
+    except FileProblemError as error:
+        problems.append(error.problem)
+    anomalous = False
+    if sample.mask_path is not None:
+        try:
+            mask = read_mask(
+                sample.mask_path,
+                name=sample.relative_path,
+                threshold=mask_threshold,
+                label_masks=label_masks,
+            )
+        except FileProblemError as error:
+            problems.append(error.problem)
+        else:
+            anomalous = bool(mask.any())
+            if size is not None and mask.shape != size:
+                problems.append(
+                    Problem(
+                        "mask-size",
+                        sample.relative_path,
+                        f"the mask {sample.mask_path} is {mask.shape[1]}x{mask.shape[0]} pixels "
+                        f"but its image {sample.image_path} is {size[1]}x{size[0]}; masks must "
+                        "have their image's size.",
+                    )
+                )
+    return _Checked(size, anomalous, tuple(problems))
+
+
+def _load_map(source: MapSource, job: _Job, target: tuple[int, int]) -> np.ndarray:
+    anomaly_map = source.load(job.entry)
+    finite = np.isfinite(anomaly_map)
+    if not finite.all():
+        bad = int(anomaly_map.size - np.count_nonzero(finite))
+        kinds = "NaN" if np.isnan(anomaly_map).any() else "infinite"
+        raise FileProblemError(
+            Problem(
+                "non-finite-map",
+                job.sample.relative_path,
+                f"the map {job.entry.name} in {source.location} (image "
+                f"{job.sample.relative_path}) has {bad} {kinds} value(s); anomaly maps must be "
+                "finite.",
+            )
+        )
+    return resize_bilinear(anomaly_map, target)
+
+
+def _raise_problems(problems: Sequence[Problem], *, what: str, skip_missing: bool) -> None:
+    if not problems:
+        return
+    skippable = [p for p in problems if p.skippable]
+    hint = None
+    if skippable and not skip_missing:
+        hint = (
+            "Fix the files, or pass --skip-missing (skip_missing=True) to leave out the "
+            f"{len(skippable)} image(s) with a missing file; they are then listed in the "
+            "output."
+        )
+    raise DatasetError(f"Cannot evaluate {what}.", problems, hint=hint)
+
+
+def _parse_resolution(resolution: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if resolution is None:
+        return None
+    sides = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+    if len(sides) != 2 or any(int(s) != s or s < 1 for s in sides):
+        raise DatasetError(
+            f"resolution must be a positive int or (height, width), got {resolution!r}."
+        )
+    return int(sides[0]), int(sides[1])
+
+
+def evaluate_dataset(
+    dataset: str | os.PathLike[str] | DatasetLayout,
+    maps: str | os.PathLike[str] | MapSource,
+    *,
+    category: str | None = None,
+    fpr_bounds: tuple[float, float] = (1e-5, 1e-4),
+    resolution: int | Sequence[int] | None = None,
+    mask_threshold: float | None = None,
+    skip_missing: bool = False,
+    verify_images: bool = True,
+    set_metrics: bool = True,
+    workers: int | None = None,
+    progress: ProgressHook | None = None,
+) -> EvaluationResult:
+    """Score one category's anomaly-map files: per-image AUPIMO, AUROC, AUPRO.
+
+    Parameters
+    ----------
+    dataset : str, path or DatasetLayout
+        ``"mvtec:ROOT"``, ``"visa:ROOT"``, ``"folder:ROOT"`` or a bare root (layout
+        recognised), see :func:`pimo.data.open_dataset`.
+    maps : str, path or MapSource
+        A folder of map files (a sub-folder named like the category is used when present) or
+        a stacked ``.pt``/``.npz`` file, see :mod:`pimo.data.maps`.
+    category : str, optional
+        Required when the dataset has several categories.
+    fpr_bounds : (float, float)
+        AUPIMO's shared-FPR integration range ``(L, U)``.
+    resolution : int or (int, int), optional
+        Evaluate at this fixed size instead of each mask's full resolution (maps bilinear,
+        masks nearest). The numbers are then not comparable with full-resolution ones.
+    mask_threshold : float, optional
+        Mask pixels ``> mask_threshold`` are anomalous (for lossy masks); by default ``> 0``
+        and masks must be clean.
+    skip_missing : bool
+        Leave out images whose map, mask or image file is missing (and ignore maps or masks
+        without image), listing them in :attr:`EvaluationResult.skipped`, instead of failing.
+    verify_images : bool
+        Decode every image to detect truncated files (otherwise only headers are read).
+    set_metrics : bool
+        Compute AUROC and AUPRO too.
+    workers : int, optional
+        Decoding threads (default: up to 4).
+    progress : ProgressHook, optional
+        Receives progress events.
+
+    Returns
+    -------
+    EvaluationResult
+
+    Raises
+    ------
+    DatasetError
+        With the full list of problems: missing/extra/duplicate map files, missing masks,
+        unreadable or truncated images, masks, maps, masks of another size than their image,
+        non-binary masks, NaN or infinite map values, unknown layout or category, empty
+        category.
+    PimoError
+        From the metrics (e.g. :class:`~pimo.UnreachableFprError`).
+    """
+    from pimo.streaming import AupimoStream
+
+    bounds = validate_fpr_bounds(fpr_bounds)
+    target_size = _parse_resolution(resolution)
+    progress = progress or ProgressHook()
+    workers = default_workers() if workers is None else max(1, int(workers))
+    layout = dataset if isinstance(dataset, DatasetLayout) else open_dataset(dataset)
+    scan = layout.scan(category)
+    category = category or layout.categories()[0]
+    what = f"category {category!r} of {layout.describe()}"
+    source = maps if isinstance(maps, MapSource) else open_maps(maps, category)
+    try:
+        # 1. list
+        matches, map_problems = match_maps(
+            [s.relative_path for s in scan.samples], source.entries(), where=str(source.location)
+        )
+        problems = [*scan.problems, *map_problems]
+        skipped = [p for p in problems if p.skippable] if skip_missing else []
+        fatal = [p for p in problems if not (skip_missing and p.skippable)]
+        _raise_problems(fatal, what=what, skip_missing=skip_missing)
+        jobs = [
+            _Job(-1, sample, entry)
+            for sample, entry in zip(scan.samples, matches, strict=True)
+            if entry is not None
+        ]
+        if not jobs:
+            raise DatasetError(f"Nothing to evaluate in {what}: no image has a map.", skipped)
+
+        # 2. check images and masks
+        progress.start("checking images and masks", len(jobs))
+        check_problems: list[Problem] = []
+        kept: list[_Job] = []
+
+        def check(job: _Job) -> _Checked:
+            return _check_sample(
+                job.sample,
+                mask_threshold=mask_threshold,
+                label_masks=layout.label_masks,
+                verify_images=verify_images,
+            )
+
+        for job, checked in zip(jobs, ordered_map(check, jobs, workers), strict=True):
+            progress.advance()
+            usable = True
+            for problem in checked.problems:
+                if skip_missing and problem.skippable:
+                    skipped.append(problem)
+                else:
+                    check_problems.append(problem)
+                usable = False
+            if usable and checked.size is not None:
+                job.size, job.anomalous = checked.size, checked.anomalous
+                kept.append(job)
+        _raise_problems(check_problems, what=what, skip_missing=skip_missing)
+        for index, job in enumerate(kept):
+            job.index = index
+        normal = [job for job in kept if not job.anomalous]
+        anomalous = [job for job in kept if job.anomalous]
+        if not normal:
+            raise NoNormalImageError(
+                f"{what} has no normal image among the {len(kept)} evaluated: AUPIMO's shared "
+                "FPR is measured on normal images (e.g. MVTec AD's test/good/)."
+            )
+        if not anomalous:
+            raise NoAnomalousImageError(
+                f"{what} has no anomalous image among the {len(kept)} evaluated (every mask is "
+                "empty or missing), so there is nothing to score."
+            )
+
+        # 3-4. stream normal, then anomalous images (further passes for the set metrics)
+        paths = [job.sample.relative_path for job in kept]
+        aupimo_stream = AupimoStream(len(normal), fpr_bounds=bounds)
+        set_stream = (
+            SetMetricsStream(fpr_limits=SET_METRIC_LIMITS, dtype=np.float64)
+            if set_metrics
+            else None
+        )
+        stream_problems: list[Problem] = []
+
+        def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
+            try:
+                anomaly_map = _load_map(source, job, target_size or job.size)
+                if not job.anomalous:
+                    return anomaly_map, None
+                assert job.sample.mask_path is not None
+                mask = read_mask(
+                    job.sample.mask_path,
+                    name=job.sample.relative_path,
+                    threshold=mask_threshold,
+                    label_masks=layout.label_masks,
+                )
+            except FileProblemError as error:
+                return error.problem
+            if target_size is not None:
+                mask = resize_nearest(mask, target_size)
+            return anomaly_map, mask
+
+        def stream(stage: str, group: list[_Job], *, first: bool) -> None:
+            progress.start(stage, len(group))
+            for job, loaded in zip(group, ordered_map(load, group, workers), strict=True):
+                progress.advance()
+                if isinstance(loaded, Problem):
+                    stream_problems.append(loaded)
+                    continue
+                if stream_problems:
+                    continue
+                anomaly_map, mask = loaded
+                path = job.sample.relative_path
+                if mask is None:
+                    mask = np.zeros(anomaly_map.shape, dtype=bool)
+                    if first:
+                        aupimo_stream.add_normal(job.index, anomaly_map, path=path)
+                elif first:
+                    aupimo_stream.add_anomalous(job.index, anomaly_map, mask, path=path)
+                if set_stream is not None:
+                    set_stream.add(anomaly_map, mask, path=path)
+
+        stream("normal images", normal, first=True)
+        stream("anomalous images", anomalous, first=True)
+        _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
+        aupimo = aupimo_stream.result(paths)
+        metrics, note = None, None
+        if set_stream is not None:
+            extra_pass = 0
+            while set_stream.needs_another_pass():
+                extra_pass += 1
+                stream(f"set metrics, pass {extra_pass + 1}", kept, first=False)
+                _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
+            computed = set_stream.compute()
+            metrics = {
+                "auroc": float(computed.auroc),
+                "aupro": float(computed.aupro[0.3]),
+                "aupro_05": float(computed.aupro[0.05]),
+            }
+        else:
+            note = "not computed: disabled"
+    finally:
+        if not isinstance(maps, MapSource):
+            source.close()
+    images = [
+        EvaluatedImage(
+            path=job.sample.relative_path,
+            mask=(
+                None
+                if job.sample.mask_path is None
+                else job.sample.mask_path.relative_to(layout.root).as_posix()
+            ),
+            map=job.entry.name,
+            map_row=job.entry.row if job.entry.row >= 0 else None,
+            anomalous=job.anomalous,
+            size=job.size,
+        )
+        for job in kept
+    ]
+    return EvaluationResult(
+        aupimo=aupimo,
+        set_metrics=metrics,
+        set_metrics_note=note,
+        layout=layout.name,
+        dataset_root=layout.root,
+        category=category,
+        maps_location=source.location,
+        maps_kind=source.kind,
+        images=images,
+        skipped=skipped,
+        resolution=target_size,
+        mask_threshold=mask_threshold,
+    )
