@@ -17,6 +17,10 @@ from pimo import __version__
 _COMMANDS: dict[str, str] = {
     "aupimo": "pimo.cli.aupimo_cmd:aupimo_command",
     "compare": "pimo.cli.compare_cmd:compare_command",
+    "demo": "pimo.cli.demo_cmd:demo_command",
+    "evaluate": "pimo.cli.evaluate_cmd:evaluate_command",
+    "report": "pimo.cli.report_cmd:report_command",
+    "show": "pimo.cli.show_cmd:show_command",
 }
 
 # Exit code for bad input (a PimoError): distinct from crashes (1) and usage errors (2, click).

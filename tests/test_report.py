@@ -1,0 +1,267 @@
+"""The HTML report (``pimo report``) and the one-image figure (``pimo show``)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pimo import PimoValueError
+from pimo.cli import main as cli_main
+from tests.paths import paper_benchmark_root
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+# ---------------------------------------------------------------------------------------------
+
+
+def _write_dataset(root: Path, *, num_normal: int = 6, num_anomalous: int = 5,
+                   size: int = 32) -> None:
+    """An MVTec-style category ``widget`` with one defect type ``crack``."""
+    rng = np.random.default_rng(0)
+    category = root / "widget"
+    for kind, count in (("good", num_normal), ("crack", num_anomalous)):
+        (category / "test" / kind).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            picture = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+            Image.fromarray(picture).save(category / "test" / kind / f"{index:03d}.png")
+            if kind == "crack":
+                mask = np.zeros((size, size), np.uint8)
+                mask[8:14 + index, 8:14 + index] = 255
+                (category / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask).save(
+                    category / "ground_truth" / kind / f"{index:03d}_mask.png"
+                )
+
+
+def _write_maps(folder: Path, *, seed: int, num_normal: int = 6, num_anomalous: int = 5,
+                size: int = 16) -> None:
+    """Half-resolution maps: noise, raised over (part of) each defect."""
+    rng = np.random.default_rng(seed)
+    for kind, count in (("good", num_normal), ("crack", num_anomalous)):
+        (folder / "test" / kind).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            anomaly_map = rng.random((size, size)).astype(np.float32)
+            if kind == "crack":
+                extent = 2 + index // 2
+                anomaly_map[4:4 + extent, 4:4 + extent] += 0.3 * (index + 1) + 0.2 * seed
+            np.save(folder / "test" / kind / f"{index:03d}.npy", anomaly_map)
+
+
+@pytest.fixture(scope="module")
+def evaluations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two ``pimo evaluate`` output folders (models ``model_a`` and ``model_b``)."""
+    from pimo.evaluate import evaluate_dataset
+
+    tmp = tmp_path_factory.mktemp("evaluations")
+    _write_dataset(tmp / "data")
+    folders = {}
+    for seed, model in enumerate(("model_a", "model_b")):
+        _write_maps(tmp / f"maps_{model}", seed=seed)
+        result = evaluate_dataset(
+            f"mvtec:{tmp / 'data'}", tmp / f"maps_{model}", category="widget",
+            fpr_bounds=(1e-3, 1e-2),
+        )
+        result.save(tmp / model)
+        folders[model] = tmp / model
+    return folders
+
+
+@pytest.fixture(scope="module")
+def synthetic_report(
+    evaluations: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    from pimo.report import build_report
+
+    return build_report(list(evaluations.values()), tmp_path_factory.mktemp("report"))
+
+
+@pytest.fixture(scope="module")
+def benchmark_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three models on two datasets of the published benchmark."""
+    root = paper_benchmark_root()
+    if root is None:
+        pytest.skip("the published benchmark (shared/paper-benchmark) is not available")
+    subset = tmp_path_factory.mktemp("benchmark")
+    for model in ("padim_r18", "patchcore_wr101", "efficientad_wr101_s_ext"):
+        for dataset in ("mvtec/bottle", "mvtec/screw"):
+            source = root / "benchmark" / model / dataset
+            if not source.is_dir():
+                pytest.skip(f"{source} is missing from the published benchmark")
+            shutil.copytree(source, subset / model / dataset)
+    return subset
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML checks
+# ---------------------------------------------------------------------------------------------
+
+
+class _Inventory(HTMLParser):
+    """Tables, images (with alt texts) and resource references of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[str] = []
+        self.images: list[dict[str, str | None]] = []
+        self.references: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "table":
+            self.tables.append(attributes.get("id") or "")
+        if tag == "img":
+            self.images.append(attributes)
+        for name in ("src", "href"):
+            value = attributes.get(name)
+            if value:
+                self.references.append(value)
+
+
+def _inventory(path: Path) -> tuple[_Inventory, str]:
+    text = path.read_text(encoding="utf-8")
+    parser = _Inventory()
+    parser.feed(text)
+    return parser, text
+
+
+def _assert_self_contained(parser: _Inventory, text: str) -> None:
+    assert not re.search(r"https?://", text), "the report refers to a URL"
+    for reference in parser.references:
+        assert reference.startswith(("data:", "#")), reference
+    for image in parser.images:
+        assert (image.get("src") or "").startswith("data:image/png;base64,")
+        assert len(image.get("alt") or "") > 20, image.get("alt")
+
+
+def test_synthetic_report_has_tables_figures_and_heatmaps(synthetic_report: Path) -> None:
+    parser, text = _inventory(synthetic_report)
+    _assert_self_contained(parser, text)
+    assert synthetic_report.name == "report.html"
+    assert {"table-ds-mvtec-widget", "confidence-ds-mvtec-widget", "summary-all",
+            "summary-mvtec"} <= set(parser.tables)
+    alts = [str(image.get("alt")) for image in parser.images]
+    assert any(alt.startswith("Boxplots") for alt in alts)
+    assert any(alt.startswith("Average-rank") for alt in alts)
+    assert any(alt.startswith("PIMO curves") for alt in alts)
+    heatmaps = [alt for alt in alts if alt.startswith("Heatmap of widget/test/crack/")]
+    assert len(heatmaps) >= 3
+    assert 'id="ds-mvtec-widget"' in text and 'href="#ds-mvtec-widget"' in text
+    assert "skipped" not in text
+
+
+def test_report_without_evaluation_record_says_why(
+    evaluations: dict[str, Path], tmp_path: Path
+) -> None:
+    from pimo.report import build_report
+
+    copy = tmp_path / "model_a"
+    shutil.copytree(evaluations["model_a"], copy)
+    (copy / "evaluation.json").unlink()
+    written = build_report([copy], tmp_path / "only.html")
+    parser, text = _inventory(written)
+    _assert_self_contained(parser, text)
+    assert "no evaluation.json" in text.lower()
+    assert not any(str(image.get("alt")).startswith("Heatmap") for image in parser.images)
+    assert any(str(image.get("alt")).startswith("Boxplots") for image in parser.images)
+
+
+def test_benchmark_report(benchmark_subset: Path, tmp_path: Path) -> None:
+    from pimo.report import build_report
+
+    written = build_report([benchmark_subset], tmp_path / "bench.html")
+    parser, text = _inventory(written)
+    _assert_self_contained(parser, text)
+    for dataset in ("mvtec-bottle", "mvtec-screw"):
+        assert f"table-ds-{dataset}" in parser.tables
+        assert f"confidence-ds-{dataset}" in parser.tables
+    assert "summary-all" in parser.tables
+    # every model row carries its rank in parentheses, e.g. "97.1 (2)"
+    assert re.search(r">\d+\.\d \(\d\)</td>", text)
+    assert len(parser.images) == 2 * 2  # boxplots + average ranks, per dataset
+    assert text.lower().count("no evaluation.json beside") == 2
+
+
+def test_report_errors_name_the_file(tmp_path: Path) -> None:
+    from pimo.report import build_report
+
+    with pytest.raises(PimoValueError, match="does not exist"):
+        build_report([tmp_path / "missing"], tmp_path / "r.html")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PimoValueError, match="holds no score file"):
+        build_report([tmp_path / "empty"], tmp_path / "r.html")
+
+
+def test_cli_report_and_show(evaluations: dict[str, Path], tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "cli.html"
+    code = cli_main(["report", *map(str, evaluations.values()), "-o", str(target),
+                     "--no-curves"])
+    assert code == 0 and target.is_file()
+    png = tmp_path / "one.png"
+    assert cli_main(["show", str(evaluations["model_a"]), "crack/003.png", "-o", str(png)]) == 0
+    with Image.open(png) as picture:
+        assert picture.width > 400 and picture.height > 200
+    assert cli_main(["show", str(evaluations["model_a"]), "nothing.png"]) == 2
+    assert "No evaluated image matches" in capsys.readouterr().err
+    assert cli_main(["show", str(tmp_path), "0"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# in a browser
+# ---------------------------------------------------------------------------------------------
+
+
+def test_report_in_browser(synthetic_report: Path, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is not installed"
+    )
+    requests: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(synthetic_report.resolve().as_uri())
+            page.wait_for_load_state("load")
+            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+            assert widths and all(width > 0 for width in widths)
+            table = "#table-ds-mvtec-widget"
+            first_column = f"{table} tbody tr th"
+            before = page.eval_on_selector_all(
+                first_column, "cells => cells.map(c => c.textContent)"
+            )
+            assert sorted(before) == ["model_a", "model_b"]
+            header = f"{table} thead th:nth-child(1) button"
+            page.click(header)
+            ascending = page.eval_on_selector_all(
+                first_column, "cells => cells.map(c => c.textContent)"
+            )
+            assert ascending == sorted(before)
+            page.click(header)
+            descending = page.eval_on_selector_all(
+                first_column, "cells => cells.map(c => c.textContent)"
+            )
+            assert descending == sorted(before, reverse=True)
+            assert page.get_attribute(f"{table} thead th:nth-child(1)", "aria-sort") == (
+                "descending"
+            )
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert requests and all(url.startswith(("file:", "data:")) for url in requests), requests
+    assert (tmp_path / "report.png").stat().st_size > 10_000
