@@ -1,0 +1,221 @@
+"""``pimo evaluate``: score anomaly-map files against a dataset on disk (MVTec AD, VisA, folder).
+
+Writes, per category, the published layout: ``aupimo/aupimos.json`` (per-image AUPIMO with the
+images' paths), ``auroc.json``, ``aupro.json`` (FPR up to 0.3), ``aupro_05.json`` (up to 0.05),
+and ``evaluation.json`` (where the data is, see :meth:`pimo.evaluate.EvaluationResult.to_dict`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import click
+
+from pimo.evaluate import EvaluationResult, ProgressHook
+
+__all__ = ["RichProgress", "evaluate_command", "print_summary", "run_evaluations"]
+
+FULL_RESOLUTION_NOTE = (
+    "Evaluated at a fixed resolution of {h}x{w}: these numbers are NOT comparable with "
+    "full-resolution results (the paper's protocol evaluates at each mask's own size)."
+)
+
+
+class RichProgress(ProgressHook):
+    """A rich progress bar on stderr, one task per stage (a context manager)."""
+
+    def __init__(self, label: str, *, enabled: bool = True) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.label = label
+        self._progress = Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+            disable=not enabled,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._progress.stop()
+
+    def start(self, stage: str, total: int) -> None:
+        """Begin a new bar for ``stage``."""
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(f"{self.label}: {stage}", total=total)
+
+    def advance(self, count: int = 1) -> None:
+        """Advance the current bar."""
+        if self._task is not None:
+            self._progress.advance(self._task, count)
+
+
+def _parse_resolution(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        sides = [int(part) for part in parts]
+    except ValueError:
+        sides = []
+    if len(sides) == 1:
+        sides = sides * 2
+    if len(sides) != 2 or min(sides) < 1:
+        raise click.BadParameter(f"expected SIZE or HxW (e.g. 256 or 256x320), got {text!r}.",
+                                 param_hint="--resolution")
+    return sides[0], sides[1]
+
+
+def print_summary(results: Sequence[EvaluationResult], *, title: str = "pimo evaluate") -> None:
+    """A rich table: one row per category (AUPIMO statistics, AUROC, AUPRO)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("category", "images", "anomalous", "AUPIMO mean", "std", "median",
+                   "AUROC", "AUPRO", "AUPRO 5%"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for result in results:
+        summary = result.summary()
+
+        def percent(value: float | None) -> str:
+            return "-" if value is None else f"{100 * value:.1f} %"
+
+        table.add_row(
+            result.category, str(summary["num_images"]), str(summary["num_anomalous"]),
+            percent(summary["mean"]), percent(summary["std"]), percent(summary["median"]),
+            percent(summary["auroc"]), percent(summary["aupro"]), percent(summary["aupro_05"]),
+        )
+    Console().print(table)
+
+
+def run_evaluations(
+    dataset: str,
+    maps: Path,
+    output: Path,
+    *,
+    categories: Sequence[str] | None = None,
+    category: str | None = None,
+    fpr_bounds: tuple[float, float] = (1e-5, 1e-4),
+    resolution: tuple[int, int] | None = None,
+    mask_threshold: float | None = None,
+    skip_missing: bool = False,
+    set_metrics: bool = True,
+    workers: int | None = None,
+    quiet: bool = False,
+) -> list[tuple[EvaluationResult, Path]]:
+    """Evaluate categories and save each into its folder.
+
+    With ``categories=None``, ``category`` (optional when the dataset has only one) is written
+    directly into ``output``; with a list, each category goes to
+    ``output/<layout>/<category>/``.
+
+    Returns
+    -------
+    list of (EvaluationResult, Path)
+        Each result and the folder it was written to.
+    """
+    from pimo.data import open_dataset
+    from pimo.evaluate import evaluate_dataset
+
+    layout = open_dataset(dataset)
+    plan: list[tuple[str | None, Path]]
+    if categories is None:
+        plan = [(category, output)]
+    else:
+        plan = [(name, output / layout.name / name) for name in categories]
+    done = []
+    for category, folder in plan:
+        label = category or layout.name
+        with RichProgress(label, enabled=not quiet) as progress:
+            result = evaluate_dataset(
+                layout, maps, category=category, fpr_bounds=fpr_bounds, resolution=resolution,
+                mask_threshold=mask_threshold, skip_missing=skip_missing,
+                set_metrics=set_metrics, workers=workers, progress=progress,
+            )
+        result.save(folder)
+        for problem in result.skipped:
+            click.echo(f"skipped ({problem.kind}): {problem.message}", err=True)
+        done.append((result, folder))
+    return done
+
+
+@click.command("evaluate")
+@click.option("--dataset", "dataset", required=True, metavar="LAYOUT:ROOT",
+              help="The dataset: mvtec:ROOT, visa:ROOT or folder:ROOT (a bare ROOT is "
+                   "recognised).")
+@click.option("--category", default=None, help="The category to evaluate (needed when the "
+              "dataset has several).")
+@click.option("--categories", "categories", default=None, metavar="all|A,B,...",
+              help="Evaluate several categories (`all`: every one) into OUT/<layout>/<category>/.")
+@click.option("--maps", "maps", required=True, type=click.Path(path_type=Path),
+              help="A folder of anomaly-map files (.npy/.npz/.tiff/.tif/.png/.pt) mirroring the "
+                   "images' paths (a sub-folder per category is used when present), or a "
+                   "stacked .pt/.npz file {'asmaps': (N, H, W), 'paths': [...]}.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="The output folder.")
+@click.option("--fpr-bounds", nargs=2, type=float, default=(1e-5, 1e-4), show_default=True,
+              metavar="L U", help="AUPIMO's shared-FPR integration range.")
+@click.option("--resolution", default=None, metavar="SIZE|HxW",
+              help="Evaluate at this fixed size (maps bilinear, masks nearest) instead of the "
+                   "masks' full resolution; the numbers are then not comparable with "
+                   "full-resolution results.")
+@click.option("--mask-threshold", type=float, default=None,
+              help="Mask pixels > T are anomalous (for masks saved with lossy compression); "
+                   "by default > 0, and masks must be binary.")
+@click.option("--skip-missing", is_flag=True,
+              help="Leave out images whose map, mask or image file is missing (and maps or "
+                   "masks without image), listing them on stderr and in evaluation.json, "
+                   "instead of failing.")
+@click.option("--no-set-metrics", is_flag=True, help="Skip AUROC and AUPRO (one pass less).")
+@click.option("--workers", type=int, default=None, help="Decoding threads (default: up to 4).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
+def evaluate_command(
+    dataset: str, category: str | None, categories: str | None, maps: Path, output: Path,
+    fpr_bounds: tuple[float, float], resolution: str | None, mask_threshold: float | None,
+    skip_missing: bool, no_set_metrics: bool, workers: int | None, quiet: bool,
+) -> int:
+    """Score anomaly-map files against a dataset's masks: per-image AUPIMO, AUROC, AUPRO.
+
+    Maps are resized to each mask's full resolution (bilinear, as torch's interpolate with
+    align_corners=False). Example:
+
+        pimo evaluate --dataset mvtec:/data/mvtec --category bottle --maps maps/ -o out/
+    """
+    from pimo.data import open_dataset
+
+    size = _parse_resolution(resolution)
+    if category is not None and categories is not None:
+        raise click.UsageError("Give --category or --categories, not both.")
+    selected: list[str] | None = None
+    if categories is not None:
+        available = open_dataset(dataset).categories()
+        if categories.strip().lower() == "all":
+            selected = available
+        else:
+            selected = [name.strip() for name in categories.split(",") if name.strip()]
+        if not selected:
+            raise click.UsageError(f"No category to evaluate in {dataset}.")
+    done = run_evaluations(
+        dataset, maps, output, categories=selected, category=category, fpr_bounds=fpr_bounds,
+        resolution=size, mask_threshold=mask_threshold, skip_missing=skip_missing,
+        set_metrics=not no_set_metrics, workers=workers, quiet=quiet,
+    )
+    if size is not None:
+        click.echo(FULL_RESOLUTION_NOTE.format(h=size[0], w=size[1]), err=True)
+    if not quiet:
+        print_summary([result for result, _ in done])
+        for result, folder in done:
+            click.echo(f"{result.category}: results in {folder}")
+    sys.stdout.flush()
+    return 0

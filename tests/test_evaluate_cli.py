@@ -1,0 +1,72 @@
+"""``pimo evaluate`` on the command line: files written, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pimo
+from pimo.cli import main
+from tests.test_evaluate import make_mvtec, write_maps
+
+
+@pytest.fixture
+def mvtec(tmp_path: Path):
+    maps, _, paths = make_mvtec(tmp_path / "data", "bottle", seed=0)
+    write_maps(tmp_path / "maps", maps, paths)
+    other = make_mvtec(tmp_path / "data", "cable", seed=3)
+    write_maps(tmp_path / "maps", other[0], other[2])
+    return paths
+
+
+def _args(tmp_path: Path, *extra: str) -> list[str]:
+    return ["evaluate", "--dataset", f"mvtec:{tmp_path / 'data'}", "--maps",
+            str(tmp_path / "maps"), "-o", str(tmp_path / "out"), "--fpr-bounds", "1e-3", "1e-2",
+            *extra]
+
+
+def test_writes_published_layout(tmp_path: Path, mvtec, capsys) -> None:
+    assert main(_args(tmp_path, "--category", "bottle")) == 0
+    out = tmp_path / "out"
+    for name in ("aupimo/aupimos.json", "auroc.json", "aupro.json", "aupro_05.json",
+                 "evaluation.json"):
+        assert (out / name).is_file(), name
+    assert list(pimo.load_aupimo(out / "aupimo" / "aupimos.json").paths) == mvtec
+    assert f"bottle: results in {out}" in capsys.readouterr().out
+
+
+def test_all_categories(tmp_path: Path, mvtec) -> None:
+    assert main(_args(tmp_path, "--categories", "all", "--quiet")) == 0
+    for category in ("bottle", "cable"):
+        info = json.loads((tmp_path / "out" / "mvtec" / category / "evaluation.json").read_text())
+        assert info["dataset"]["category"] == category
+
+
+def test_bad_input_exit_2(tmp_path: Path, mvtec, capsys) -> None:
+    (tmp_path / "maps" / Path(mvtec[0]).with_suffix(".npy")).unlink()
+    assert main(_args(tmp_path, "--category", "bottle", "--quiet")) == 2
+    assert "no anomaly map for the image bottle/test/crack/006.png" in capsys.readouterr().err
+    assert main(_args(tmp_path, "--category", "bottle", "--quiet", "--skip-missing")) == 0
+    assert "skipped (missing-map)" in capsys.readouterr().err
+    info = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert info["skipped"][0]["path"] == mvtec[0]
+
+
+def test_unknown_layout_exit_2(tmp_path: Path, capsys) -> None:
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    tmp_path.mkdir()
+    code = main(["evaluate", "--dataset", f"kitti:{tmp_path}", "--maps", str(tmp_path),
+                 "-o", str(tmp_path / "out")])
+    assert code == 2
+    assert "Unknown dataset layout" in capsys.readouterr().err
+
+
+def test_resolution_note(tmp_path: Path, mvtec, capsys) -> None:
+    assert main(_args(tmp_path, "--category", "bottle", "--resolution", "24x20", "-q")) == 0
+    assert "NOT comparable" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["resolution"] == [24, 20]
+    np.testing.assert_equal(main(_args(tmp_path, "--resolution", "abc")), 2)
