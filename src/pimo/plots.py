@@ -321,7 +321,7 @@ def plot_aupimo_boxplots(
     names = list(scores)
     if not names:
         raise PimoValueError("No model to draw: pass at least one model's scores.")
-    figure, ax = _figure_and_axes(ax, (7.0, 0.9 + 0.38 * len(names)))
+    figure, ax = _figure_and_axes(ax, (7.0, 1.9 + 0.38 * len(names)))
     data = [_anomalous_scores(scores[name]) for name in names]
     for name, values in zip(names, data, strict=True):
         if values.size == 0:

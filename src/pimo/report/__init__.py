@@ -198,7 +198,8 @@ def figure_to_data_uri(figure: Figure, *, dpi: int = 110) -> str:
     """Render a figure to a ``data:image/png;base64,...`` URI and free it."""
     buffer = io.BytesIO()
     try:
-        figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+        figure.savefig(buffer, format="png", dpi=dpi, facecolor="white", bbox_inches="tight",
+                       pad_inches=0.1)
     finally:
         figure.clear()
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -260,13 +261,15 @@ def _dataset_table(dataset: str, comparison: DatasetComparison) -> str:
             else:
                 cells.append(_percent_cell(value, ranks[name][model]))
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    caption = (
-        f"{dataset}: AUPIMO statistics over {comparison.num_anomalous} anomalous images "
+    explanation = (
+        f"AUPIMO statistics over {comparison.num_anomalous} anomalous images "
         f"(of {comparison.num_images}), in percent, rank in parentheses; average image-wise "
         "rank (1 = best); pixel-level AUROC, AUPRO and AUPRO up to FPR 5 %."
     )
+    caption = f"{dataset}: results"
     return (
-        f'<div class="table-wrap"><table class="sortable results" id="table-{_anchor(dataset)}">'
+        f'<p class="note">{_e(explanation)}</p><div class="table-wrap">'
+        f'<table class="sortable results" id="table-{_anchor(dataset)}">'
         f"<caption>{_e(caption)}</caption>"
         + _header_row(["Model", *(header for _, header in TABLE_FIGURES)])
         + "<tbody>" + "".join(rows) + "</tbody></table></div>"
@@ -295,12 +298,15 @@ def _confidence_table(dataset: str, comparison: DatasetComparison, level: float)
                 cells.append(f'<td data-sort="{value:.6g}">{100 * value:.1f}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     test = "Wilcoxon signed-rank" if confidence.test == "wilcoxon" else "paired t"
-    caption = (
-        f"{dataset}: confidence (%, {test} test) that the row model beats the column model; "
-        f"cells under {100 * level:.0f} % are highlighted."
+    explanation = (
+        f"Confidence (%, {test} test on the anomalous images) that the row model beats the "
+        f"column model; cells under {100 * level:.0f} % are highlighted: that order is not "
+        "statistically established."
     )
+    caption = f"{dataset}: pairwise confidence"
     return (
-        f'<div class="table-wrap"><table class="sortable confidence" '
+        f'<p class="note">{_e(explanation)}</p><div class="table-wrap">'
+        f'<table class="sortable confidence" '
         f'id="confidence-{_anchor(dataset)}"><caption>{_e(caption)}</caption>'
         + _header_row(["Row beats column", *models])
         + "<tbody>" + "".join(rows) + "</tbody></table></div>"
