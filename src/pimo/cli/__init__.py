@@ -17,6 +17,7 @@ from pimo import __version__
 _COMMANDS: dict[str, str] = {
     "aupimo": "pimo.cli.aupimo_cmd:aupimo_command",
     "compare": "pimo.cli.compare_cmd:compare_command",
+    "demo": "pimo.cli.demo_cmd:demo_command",
     "evaluate": "pimo.cli.evaluate_cmd:evaluate_command",
     "demo": "pimo.cli.demo_cmd:demo_command",
     "evaluate": "pimo.cli.evaluate_cmd:evaluate_command",
