@@ -6,6 +6,7 @@ Layout of ``OUT`` (default ``pimo-demo``)::
     OUT/maps/<detector>/<category>/test/<defect>/<id>.npy  anomaly maps (quarter resolution
                                                           for patch_gaussian)
     OUT/results/<detector>/mvtec/<category>/               pimo evaluate's output
+    OUT/report.html                                        pimo report of OUT/results
 """
 
 from __future__ import annotations
@@ -86,4 +87,8 @@ def demo_command(out: Path, size: int, num_images: int, fpr_bounds: tuple[float,
                f"maps in {out / 'maps'}, results in:")
     for folder in folders:
         click.echo(f"  {folder}")
+    from pimo.report import build_report
+
+    report = build_report([out / "results"], out / "report.html", title="pimo demo")
+    click.echo(f"Report (open it in a browser): {report}")
     return 0
