@@ -240,3 +240,13 @@ def test_image_diagnosis_has_curve_and_heatmap(example) -> None:
     assert len(map_ax.images) == 1
     assert map_ax.texts[0].get_text() == plots.format_sample_label(
         None, float(result.aupimos[index]), index)
+
+
+def test_image_diagnosis_of_a_normal_image_shows_fp_levels(example) -> None:
+    maps, masks, result, curves = example
+    figure = plots.plot_image_diagnosis(curves, result, 0, None, maps[0], masks[0])
+    fp_ax, map_ax = figure.axes[:2]
+    assert "normal" in fp_ax.get_title()
+    legend = [text.get_text() for text in fp_ax.get_legend().get_texts()]
+    assert legend[0].startswith("image FPR 1e-02")
+    assert map_ax.texts[0].get_text() == "normal image: n/a (000)"

@@ -235,7 +235,7 @@ def plot_pimo_curves(
     -------
     Figure
     """
-    figure, ax = _figure_and_axes(ax, (6.0, 4.0))
+    figure, ax = _figure_and_axes(ax, (8.0, 4.0))
     lower, upper = curves.fpr_bounds
     ax.axvspan(lower, upper, color=_INTEGRATION_BAND_COLOR, alpha=0.4, zorder=0,
                label=f"integration range [{lower:.0e}, {upper:.0e}]")
@@ -272,8 +272,9 @@ def plot_pimo_curves(
     ax.grid(True, which="major", alpha=0.3)
     if title:
         ax.set_title(title)
-    if 0 < len(items) <= max_legend_entries:
-        ax.legend(loc="lower right", fontsize="small")
+    if 0 < len(items) <= max_legend_entries:  # beside the axes: curves stay visible
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
+                  frameon=False, borderaxespad=0.0)
     return figure
 
 
@@ -321,7 +322,8 @@ def plot_aupimo_boxplots(
     names = list(scores)
     if not names:
         raise PimoValueError("No model to draw: pass at least one model's scores.")
-    figure, ax = _figure_and_axes(ax, (7.0, 1.9 + 0.38 * len(names)))
+    own_figure = ax is None
+    figure, ax = _figure_and_axes(ax, (7.0, 1.5 + 0.38 * len(names)))
     data = [_anomalous_scores(scores[name]) for name in names]
     for name, values in zip(names, data, strict=True):
         if values.size == 0:
@@ -363,8 +365,11 @@ def plot_aupimo_boxplots(
     ax.grid(True, axis="x", alpha=0.3)
     if title:
         ax.set_title(title)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / len(names)),
-              ncol=len(handles), fontsize="small", frameon=False)
+    if own_figure:
+        figure.legend(handles=handles, loc="outside lower center", ncol=len(handles),
+                      fontsize="small", frameon=False)
+    else:
+        ax.legend(handles=handles, loc="lower left", fontsize="small")
     return figure
 
 
@@ -796,7 +801,8 @@ def plot_image_diagnosis(
     result : AupimoResult
         Scores and thresholds of the same set.
     image_index : int
-        The image to show; a normal image shows its heatmap and FP levels summary only.
+        The image to show. A normal image has no PIMO curve: its FP masks at image FPR 1e-2
+        to 1e-5 (:func:`plot_fp_levels`) are drawn instead, next to its heatmap.
     image, anomaly_map, mask : ndarray
         That image, its map and its mask.
     statistic : str, optional
@@ -812,11 +818,13 @@ def plot_image_diagnosis(
     curve_ax, map_ax = figure.subplots(1, 2, width_ratios=(1.25, 1))
     if curves.image_classes[image_index] == 1:
         plot_pimo_curves(curves, result, selection={statistic or "": image_index}, ax=curve_ax)
-    else:
-        curve_ax.set_axis_off()
-        curve_ax.text(0.5, 0.5, f"image {image_index:03d} is normal:\nno PIMO curve",
-                      ha="center", va="center", transform=curve_ax.transAxes)
-    plot_heatmap(image, anomaly_map, mask, result.thresh_bounds, statistic=statistic,
+        curve_ax.legend(loc="lower right", fontsize="small")  # one curve: inside the axes
+    else:  # a normal image has no curve: show where its false positives would be
+        plot_fp_levels(image, anomaly_map, ax=curve_ax,
+                       title=f"image {image_index:03d} is normal (no PIMO curve): FP levels")
+    normal = curves.image_classes[image_index] != 1
+    plot_heatmap(image, anomaly_map, mask, result.thresh_bounds,
+                 statistic=statistic or ("normal image" if normal else None),
                  aupimo=float(result.aupimos[image_index]), image_index=image_index, ax=map_ax)
     if title:
         figure.suptitle(title, fontsize="medium")
