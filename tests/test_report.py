@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from html.parser import HTMLParser
@@ -146,8 +147,9 @@ def test_synthetic_report_has_tables_figures_and_heatmaps(synthetic_report: Path
     parser, text = _inventory(synthetic_report)
     _assert_self_contained(parser, text)
     assert synthetic_report.name == "report.html"
-    assert {"table-ds-mvtec-widget", "confidence-ds-mvtec-widget", "summary-all",
-            "summary-mvtec"} <= set(parser.tables)
+    assert {"table-ds-mvtec-widget", "confidence-ds-mvtec-widget", "summary-all"} <= set(
+        parser.tables)
+    assert "summary-mvtec" not in parser.tables  # one collection: same as over all datasets
     alts = [str(image.get("alt")) for image in parser.images]
     assert any(alt.startswith("Boxplots") for alt in alts)
     assert any(alt.startswith("Average-rank") for alt in alts)
@@ -260,8 +262,28 @@ def test_report_in_browser(synthetic_report: Path, tmp_path: Path) -> None:
             assert page.get_attribute(f"{table} thead th:nth-child(1)", "aria-sort") == (
                 "descending"
             )
+            # a numeric column sorts by value (the sort key), not by text
+            mean_column = 3  # Model, Avg. rank, Mean
+            page.click(f"{table} thead th:nth-child({mean_column}) button")
+            keys = page.eval_on_selector_all(
+                f"{table} tbody tr td:nth-child({mean_column})",
+                "cells => cells.map(c => Number(c.dataset.sort))",
+            )
+            assert keys == sorted(keys)
+            page.click(f"{table} thead th:nth-child({mean_column}) button")
+            keys = page.eval_on_selector_all(
+                f"{table} tbody tr td:nth-child({mean_column})",
+                "cells => cells.map(c => Number(c.dataset.sort))",
+            )
+            assert keys == sorted(keys, reverse=True)
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            keep = os.environ.get("PIMO_REPORT_SCREENSHOT")
+            if keep:  # to look at it: PIMO_REPORT_SCREENSHOT=/some/file.png pytest ...
+                shutil.copyfile(tmp_path / "report.png", keep)
         finally:
             browser.close()
-    assert requests and all(url.startswith(("file:", "data:")) for url in requests), requests
+    # nothing but the report itself (and its own data: URIs) was requested
+    report_url = synthetic_report.resolve().as_uri()
+    assert requests and all(url == report_url or url.startswith("data:")
+                            for url in requests), requests
     assert (tmp_path / "report.png").stat().st_size > 10_000

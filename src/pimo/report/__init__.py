@@ -547,6 +547,8 @@ def _pages(
     for note in dict.fromkeys(notes):
         summary_parts.append(f'<p class="note warning">{_e(note)}</p>')
     scopes = sorted(benchmark.summary, key=lambda scope: (scope != "all", scope))
+    if len(scopes) == 2:  # one collection: its table would repeat the one over all datasets
+        scopes = ["all"]
     for scope in scopes:
         summary_parts.append(f"<h3>{'All datasets' if scope == 'all' else _e(scope)}</h3>")
         summary_parts.append(_summary_table(scope, benchmark.summary[scope]))
