@@ -17,7 +17,7 @@ import html
 import io
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -244,13 +244,22 @@ def _header_row(headers: Sequence[str], *, first_text: bool = True) -> str:
     return "<thead><tr>" + "".join(cells) + "</tr></thead>"
 
 
+def _present(
+    columns: Sequence[tuple[str, str]], getters: Sequence[Callable[[str], float | None]]
+) -> list[tuple[str, str]]:
+    """The columns with a value for at least one model (e.g. no AUPRO 5 % column without files)."""
+    return [(name, header) for name, header in columns
+            if any(get(name) is not None for get in getters)]
+
+
 def _dataset_table(dataset: str, comparison: DatasetComparison) -> str:
-    ranks = {name: comparison.figure_ranks(name) for name, _ in TABLE_FIGURES}
+    columns = _present(TABLE_FIGURES, [comparison.summaries[m].figure for m in comparison.models])
+    ranks = {name: comparison.figure_ranks(name) for name, _ in columns}
     rows = []
     for model in comparison.models:
         summary = comparison.summaries[model]
         cells = [f'<th scope="row" class="text">{_e(model)}</th>']
-        for name, _ in TABLE_FIGURES:
+        for name, _ in columns:
             value = summary.figure(name)
             if name == "avg_rank":
                 rank = ranks[name][model]
@@ -271,7 +280,7 @@ def _dataset_table(dataset: str, comparison: DatasetComparison) -> str:
         f'<p class="note">{_e(explanation)}</p><div class="table-wrap">'
         f'<table class="sortable results" id="table-{_anchor(dataset)}">'
         f"<caption>{_e(caption)}</caption>"
-        + _header_row(["Model", *(header for _, header in TABLE_FIGURES)])
+        + _header_row(["Model", *(header for _, header in columns)])
         + "<tbody>" + "".join(rows) + "</tbody></table></div>"
     )
 
@@ -317,11 +326,12 @@ def _summary_table(scope: str, summary: object) -> str:
     from pimo.stats import CrossDatasetSummary
 
     assert isinstance(summary, CrossDatasetSummary)
-    ranks = {name: summary.figure_ranks(name) for name, _ in SUMMARY_COLUMNS}
+    columns = _present(SUMMARY_COLUMNS, [summary.values[m].get for m in summary.models])
+    ranks = {name: summary.figure_ranks(name) for name, _ in columns}
     rows = []
     for model in summary.models:
         cells = [f'<th scope="row" class="text">{_e(model)}</th>']
-        for name, _ in SUMMARY_COLUMNS:
+        for name, _ in columns:
             value = summary.values[model].get(name)
             if name == "avg_rank" and value is not None:
                 rank = ranks[name][model]
@@ -338,7 +348,7 @@ def _summary_table(scope: str, summary: object) -> str:
     return (
         f'<div class="table-wrap"><table class="sortable summary" id="summary-{_slug(scope)}">'
         f"<caption>{_e(caption)}</caption>"
-        + _header_row(["Model", *(header for _, header in SUMMARY_COLUMNS), "Datasets"])
+        + _header_row(["Model", *(header for _, header in columns), "Datasets"])
         + "<tbody>" + "".join(rows) + "</tbody></table></div>"
     )
 
