@@ -19,8 +19,6 @@ _COMMANDS: dict[str, str] = {
     "compare": "pimo.cli.compare_cmd:compare_command",
     "demo": "pimo.cli.demo_cmd:demo_command",
     "evaluate": "pimo.cli.evaluate_cmd:evaluate_command",
-    "demo": "pimo.cli.demo_cmd:demo_command",
-    "evaluate": "pimo.cli.evaluate_cmd:evaluate_command",
     "report": "pimo.cli.report_cmd:report_command",
     "show": "pimo.cli.show_cmd:show_command",
 }
