@@ -13,18 +13,25 @@ from pimo.data.demo import make_demo_dataset
 
 
 def test_demo_small(tmp_path: Path, capsys) -> None:
-    assert main(["demo", str(tmp_path / "demo"), "--size", "64", "--images", "6", "-q",
-                 "--fpr-bounds", "1e-3", "1e-2"]) == 0
+    assert main(["demo", str(tmp_path / "demo"), "--size", "128", "--images", "8", "-q",
+                 "--fpr-bounds", "1e-4", "1e-3"]) == 0
     out = capsys.readouterr().out
     folders = [Path(line.strip()) for line in out.splitlines() if line.startswith("  ")]
     assert len(folders) == 9  # 3 detectors x 3 categories
+    mean_by_detector: dict[str, list[float]] = {}
     for folder in folders:
         info = json.loads((folder / "evaluation.json").read_text())
         assert info["dataset"]["layout"] == "mvtec"
-        assert len(info["images"]) == 12
+        assert len(info["images"]) == 16
         scores = pimo.load_aupimo(folder / "aupimo" / "aupimos.json")
         assert np.isfinite(scores.anomalous_scores).all()
         assert (folder / "aupro_05.json").is_file()
+        assert pimo.load_value(folder / "auroc.json") > 0.6  # every detector does something
+        mean_by_detector.setdefault(folder.parts[-3], []).append(scores.mean())
+    assert set(mean_by_detector) == {"patch_knn", "patch_gaussian", "local_contrast"}
+    # the memory-bank detector is clearly the best on average
+    best = np.mean(mean_by_detector.pop("patch_knn"))
+    assert all(best > np.mean(means) + 0.15 for means in mean_by_detector.values())
 
 
 def test_demo_dataset_is_deterministic(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ Layout of ``OUT`` (default ``pimo-demo``)::
 
     OUT/dataset/<category>/{train,test,ground_truth}/...   MVTec-AD-style images and masks
     OUT/maps/<detector>/<category>/test/<defect>/<id>.npy  anomaly maps (quarter resolution
-                                                          for patch_gaussian)
+                                                          for the patch detectors)
     OUT/results/<detector>/mvtec/<category>/               pimo evaluate's output
     OUT/report.html                                        pimo report of OUT/results
 """
