@@ -77,26 +77,31 @@ def _parse_resolution(text: str | None) -> tuple[int, int] | None:
 
 
 def print_summary(results: Sequence[EvaluationResult], *, title: str = "pimo evaluate") -> None:
-    """A rich table: one row per category (AUPIMO statistics, AUROC, AUPRO)."""
+    """A rich table: one row per category (AUPIMO statistics, AUROC, AUPRO), in percent."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
-    for column in ("category", "images", "anomalous", "AUPIMO mean", "std", "median",
-                   "AUROC", "AUPRO", "AUPRO 5%"):
+    table = Table(title=title, box=box.SIMPLE_HEAD,
+                  caption="in %; AUPIMO over anomalous images; AUPRO up to FPR 30 % and 5 %")
+    for column in ("category", "images", "anom.", "AUPIMO", "std", "median", "AUROC", "AUPRO",
+                   "AUPRO5"):
         table.add_column(column, justify="left" if column == "category" else "right")
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}"
+
     for result in results:
         summary = result.summary()
-
-        def percent(value: float | None) -> str:
-            return "-" if value is None else f"{100 * value:.1f} %"
-
         table.add_row(
             result.category, str(summary["num_images"]), str(summary["num_anomalous"]),
             percent(summary["mean"]), percent(summary["std"]), percent(summary["median"]),
             percent(summary["auroc"]), percent(summary["aupro"]), percent(summary["aupro_05"]),
         )
     Console().print(table)
+    if any(result.set_metrics is None for result in results):
+        notes = {result.set_metrics_note for result in results if result.set_metrics_note}
+        Console().print(f"AUROC and AUPRO {'; '.join(sorted(notes)) or 'not computed'}.")
 
 
 def run_evaluations(
