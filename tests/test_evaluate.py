@@ -101,6 +101,31 @@ def test_mvtec_same_scores_as_arrays(tmp_path: Path, ext: str) -> None:
     _check_same(result, maps, masks, paths)
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_png_maps_are_scaled(tmp_path: Path, bits: int) -> None:
+    maps, masks, paths = make_mvtec(tmp_path / "data")
+    top = 2**bits - 1
+    dtype = np.uint8 if bits == 8 else np.uint16
+    quantised = np.round((maps - maps.min()) / np.ptp(maps) * top).astype(dtype)
+    for anomaly_map, relative in zip(quantised, paths, strict=True):
+        _save_png(tmp_path / "maps" / Path(relative).with_suffix(".png"), anomaly_map)
+    result = evaluate_dataset(f"mvtec:{tmp_path / 'data'}", tmp_path / "maps",
+                              fpr_bounds=(1e-3, 1e-2))
+    _check_same(result, quantised.astype(np.float32) / np.float32(top), masks, paths)
+
+
+def test_pt_map_files(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    maps, masks, paths = make_mvtec(tmp_path / "data")
+    for anomaly_map, relative in zip(maps, paths, strict=True):
+        target = tmp_path / "maps" / Path(relative).with_suffix(".pt")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(torch.from_numpy(anomaly_map)[None], target)  # (1, H, W)
+    result = evaluate_dataset(f"mvtec:{tmp_path / 'data'}", tmp_path / "maps",
+                              fpr_bounds=(1e-3, 1e-2))
+    _check_same(result, maps, masks, paths)
+
+
 def test_save_writes_published_layout(tmp_path: Path) -> None:
     maps, _, paths = make_mvtec(tmp_path / "data")
     write_maps(tmp_path / "maps", maps, paths)
@@ -264,6 +289,17 @@ def test_nan_in_map(tmp_path: Path, dataset) -> None:
     with pytest.raises(DatasetError, match="1 NaN value") as info:
         _evaluate(tmp_path)
     assert "test/crack/009.npy in " + str(tmp_path / "maps" / "bottle") in str(info.value)
+
+
+def test_float64_map_among_float32_maps(tmp_path: Path, dataset) -> None:
+    maps, masks, paths = dataset
+    exact = maps[-1].astype(np.float64)  # float32 values stored as float64: accepted
+    np.save(tmp_path / "maps" / Path(paths[-1]).with_suffix(".npy"), exact)
+    _check_same(_evaluate(tmp_path), maps, masks, paths)
+    np.save(tmp_path / "maps" / Path(paths[-1]).with_suffix(".npy"), exact + 1e-12)
+    with pytest.raises(DatasetError, match="holds float64 scores but the maps read before"):
+        _evaluate(tmp_path)
+    assert _evaluate(tmp_path, set_metrics=False).set_metrics is None  # AUPIMO takes any dtype
 
 
 def test_non_binary_mask(tmp_path: Path, dataset) -> None:

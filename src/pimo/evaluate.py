@@ -13,7 +13,9 @@ How it reads the data
    size a normal image's map is resized to) and every mask is read, binarised and compared
    with its image's size. An all-zero mask makes its image normal.
 3. *Normal images*: each map is read, checked for NaN/inf, resized and added to the streaming
-   AUPIMO (and set-metric) accumulators.
+   AUPIMO (and set-metric) accumulators. A float64 map whose values are all float32 numbers
+   is read as float32; the set metrics need every map in one dtype (float32 maps followed by
+   a float64 one is a problem).
 4. *Anomalous images*: each map and mask is read again, resized and added.
 
 One image is in memory at a time (plus a few being decoded by a small thread pool), so peak
@@ -66,6 +68,9 @@ EVALUATION_FILE = "evaluation.json"
 AUPIMO_FILE = "aupimo/aupimos.json"
 SET_METRIC_FILES = {"auroc": "auroc.json", "aupro": "aupro.json", "aupro_05": "aupro_05.json"}
 SET_METRIC_LIMITS = (0.3, 0.05)
+# Pixels gathered per extra set-metric pass: a smaller budget means more passes, never a
+# different result (see SetMetricsStream).
+SET_METRICS_BUFFER_BYTES = 256 * 2**20
 _FORMAT = "pimo-evaluation"
 _FORMAT_VERSION = 1
 
@@ -297,6 +302,10 @@ def _load_map(source: MapSource, job: _Job, target: tuple[int, int]) -> np.ndarr
                 "finite.",
             )
         )
+    if anomaly_map.dtype == np.float64:  # float32 scores stored as float64: read as float32
+        narrowed = anomaly_map.astype(np.float32)
+        if np.array_equal(narrowed, anomaly_map):
+            anomaly_map = narrowed
     return resize_bilinear(anomaly_map, target)
 
 
@@ -457,12 +466,30 @@ def evaluate_dataset(
         # 3-4. stream normal, then anomalous images (further passes for the set metrics)
         paths = [job.sample.relative_path for job in kept]
         aupimo_stream = AupimoStream(len(normal), fpr_bounds=bounds)
-        set_stream = (
-            SetMetricsStream(fpr_limits=SET_METRIC_LIMITS, dtype=np.float64)
-            if set_metrics
-            else None
-        )
+        set_stream = None
+        if set_metrics:
+            set_stream = SetMetricsStream(
+                fpr_limits=SET_METRIC_LIMITS, max_buffer_bytes=SET_METRICS_BUFFER_BYTES
+            )
+        set_dtype: np.dtype | None = None  # the set metrics' score dtype: the first map's
         stream_problems: list[Problem] = []
+
+        def for_set_metrics(anomaly_map: np.ndarray, job: _Job) -> np.ndarray | None:
+            """The map if its dtype suits the set metrics (the stream widens float32 exactly)."""
+            nonlocal set_dtype
+            set_dtype = anomaly_map.dtype if set_dtype is None else set_dtype
+            if anomaly_map.dtype == set_dtype or set_dtype == np.float64:
+                return anomaly_map
+            stream_problems.append(
+                Problem(
+                    "map-dtype",
+                    job.sample.relative_path,
+                    f"the map {job.entry.name} in {source.location} holds float64 scores but "
+                    "the maps read before it are float32; save every map with the same dtype "
+                    "(or evaluate without the set metrics).",
+                )
+            )
+            return None
 
         def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
             try:
@@ -500,7 +527,9 @@ def evaluate_dataset(
                 elif first:
                     aupimo_stream.add_anomalous(job.index, anomaly_map, mask, path=path)
                 if set_stream is not None:
-                    set_stream.add(anomaly_map, mask, path=path)
+                    scores = for_set_metrics(anomaly_map, job)
+                    if scores is not None:
+                        set_stream.add(scores, mask, path=path)
 
         stream("normal images", normal, first=True)
         stream("anomalous images", anomalous, first=True)
