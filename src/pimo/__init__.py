@@ -28,6 +28,8 @@ from pimo._validate import (
     ShapeMismatchError,
     UnreachableFprError,
 )
+from pimo.data.problems import DatasetError
+from pimo.evaluate import EvaluationResult, evaluate_dataset
 from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
 from pimo.results import (
     AuimoResult,
@@ -44,7 +46,9 @@ __all__ = [
     "AuimoResult",
     "AupimoResult",
     "ConstantNormalMapsError",
+    "DatasetError",
     "EmptyInputError",
+    "EvaluationResult",
     "FprBoundsError",
     "IntegrationRange",
     "MaskValueError",
@@ -66,6 +70,7 @@ __all__ = [
     "aupimo",
     "aupro",
     "auroc",
+    "evaluate_dataset",
     "label_regions",
     "load_auimo",
     "load_aupimo",
