@@ -68,8 +68,8 @@ def is_nonfinite_bits(bits: np.uint64, exponent_mask: np.uint64) -> bool:
 def mask_counts(masks: nb.typed.List) -> np.ndarray:  # pragma: no cover - compiled
     """Number of ones in each flat uint8 mask (masks are already checked to be 0/1)."""
     counts = np.zeros(len(masks), dtype=np.int64)
-    for index in prange(np.int64(len(masks))):
-        mask = masks[index]
+    for index in prange(counts.shape[0]):
+        mask = masks[np.int64(index)]  # prange's index is unsigned; typed lists take int64
         total = 0
         for p in range(mask.shape[0]):
             total += mask[p]
