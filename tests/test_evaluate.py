@@ -296,10 +296,23 @@ def test_float64_map_among_float32_maps(tmp_path: Path, dataset) -> None:
     exact = maps[-1].astype(np.float64)  # float32 values stored as float64: accepted
     np.save(tmp_path / "maps" / Path(paths[-1]).with_suffix(".npy"), exact)
     _check_same(_evaluate(tmp_path), maps, masks, paths)
-    np.save(tmp_path / "maps" / Path(paths[-1]).with_suffix(".npy"), exact + 1e-12)
-    with pytest.raises(DatasetError, match="holds float64 scores but the maps read before"):
-        _evaluate(tmp_path)
-    assert _evaluate(tmp_path, set_metrics=False).set_metrics is None  # AUPIMO takes any dtype
+    # a genuine float64 map after float32 ones: the set metrics are redone in float64
+    widened = exact + 1e-9 * np.abs(exact)
+    assert not np.array_equal(widened.astype(np.float32), widened)
+    np.save(tmp_path / "maps" / Path(paths[-1]).with_suffix(".npy"), widened)
+    mixed = [*maps[:-1], widened]
+    _check_same(_evaluate(tmp_path), mixed, masks, paths)
+    assert _evaluate(tmp_path, set_metrics=False).set_metrics is None
+
+
+def test_float64_map_first_then_float32_maps(tmp_path: Path, dataset) -> None:
+    maps, masks, paths = dataset
+    first_normal = next(i for i, mask in enumerate(masks) if not mask.any())
+    widened = maps[first_normal].astype(np.float64) * (1 + 1e-9)
+    np.save(tmp_path / "maps" / Path(paths[first_normal]).with_suffix(".npy"), widened)
+    mixed = list(maps)
+    mixed[first_normal] = widened
+    _check_same(_evaluate(tmp_path), mixed, masks, paths)
 
 
 def test_non_binary_mask(tmp_path: Path, dataset) -> None:

@@ -14,8 +14,9 @@ How it reads the data
    with its image's size. An all-zero mask makes its image normal.
 3. *Normal images*: each map is read, checked for NaN/inf, resized and added to the streaming
    AUPIMO (and set-metric) accumulators. A float64 map whose values are all float32 numbers
-   is read as float32; the set metrics need every map in one dtype (float32 maps followed by
-   a float64 one is a problem).
+   is read as float32. The set metrics order the scores in one dtype: when a genuinely
+   float64 map follows float32 ones, they are computed again in float64 in one more pass
+   (float32 scores widen exactly, so nothing is rounded).
 4. *Anomalous images*: each map and mask is read again, resized and added.
 
 One image is in memory at a time (plus a few being decoded by a small thread pool), so peak
@@ -472,23 +473,16 @@ def evaluate_dataset(
                 fpr_limits=SET_METRIC_LIMITS, max_buffer_bytes=SET_METRICS_BUFFER_BYTES
             )
         set_dtype: np.dtype | None = None  # the set metrics' score dtype: the first map's
+        widen_set_metrics = False  # a float64 map came after float32 ones: redo them in float64
         stream_problems: list[Problem] = []
 
-        def for_set_metrics(anomaly_map: np.ndarray, job: _Job) -> np.ndarray | None:
+        def for_set_metrics(anomaly_map: np.ndarray) -> np.ndarray | None:
             """The map if its dtype suits the set metrics (the stream widens float32 exactly)."""
-            nonlocal set_dtype
+            nonlocal set_dtype, widen_set_metrics
             set_dtype = anomaly_map.dtype if set_dtype is None else set_dtype
             if anomaly_map.dtype == set_dtype or set_dtype == np.float64:
                 return anomaly_map
-            stream_problems.append(
-                Problem(
-                    "map-dtype",
-                    job.sample.relative_path,
-                    f"the map {job.entry.name} in {source.location} holds float64 scores but "
-                    "the maps read before it are float32; save every map with the same dtype "
-                    "(or evaluate without the set metrics).",
-                )
-            )
+            widen_set_metrics = True
             return None
 
         def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
@@ -526,8 +520,8 @@ def evaluate_dataset(
                         aupimo_stream.add_normal(job.index, anomaly_map, path=path)
                 elif first:
                     aupimo_stream.add_anomalous(job.index, anomaly_map, mask, path=path)
-                if set_stream is not None:
-                    scores = for_set_metrics(anomaly_map, job)
+                if set_stream is not None and not widen_set_metrics:
+                    scores = for_set_metrics(anomaly_map)
                     if scores is not None:
                         set_stream.add(scores, mask, path=path)
 
@@ -538,6 +532,16 @@ def evaluate_dataset(
         metrics, note = None, None
         if set_stream is not None:
             extra_pass = 0
+            if widen_set_metrics:  # start again in float64, where every map's scores fit
+                set_stream = SetMetricsStream(
+                    fpr_limits=SET_METRIC_LIMITS,
+                    max_buffer_bytes=SET_METRICS_BUFFER_BYTES,
+                    dtype=np.float64,
+                )
+                set_dtype, widen_set_metrics = np.dtype(np.float64), False
+                extra_pass += 1
+                stream(f"set metrics in float64, pass {extra_pass + 1}", kept, first=False)
+                _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
             while set_stream.needs_another_pass():
                 extra_pass += 1
                 stream(f"set metrics, pass {extra_pass + 1}", kept, first=False)
