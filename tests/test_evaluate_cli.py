@@ -46,6 +46,62 @@ def test_all_categories(tmp_path: Path, mvtec) -> None:
         assert info["dataset"]["category"] == category
 
 
+def _stack_all_maps(tmp_path: Path, extra: list[str] = ()) -> Path:
+    """One stacked .npz file with the maps of both categories (and optional extra rows)."""
+    files = sorted((tmp_path / "maps").rglob("*.npy"))
+    paths = [f"/experiments/mvtec/{f.relative_to(tmp_path / 'maps').with_suffix('.png')}"
+             for f in files]
+    maps = [np.load(f) for f in files]
+    for path in extra:
+        paths.append(path)
+        maps.append(maps[0])
+    stacked = tmp_path / "asmaps.npz"
+    np.savez(stacked, asmaps=np.stack(maps), paths=np.array(paths))
+    return stacked
+
+
+def test_all_categories_from_one_stacked_file(tmp_path: Path, mvtec) -> None:
+    assert main(_args(tmp_path, "--categories", "all", "--quiet")) == 0
+    from_folders = {
+        category: pimo.load_aupimo(tmp_path / "out" / "mvtec" / category / "aupimo" /
+                                   "aupimos.json").aupimos
+        for category in ("bottle", "cable")
+    }
+    stacked = _stack_all_maps(tmp_path)
+    args = _args(tmp_path, "--categories", "all", "--quiet")
+    args[args.index("--maps") + 1] = str(stacked)
+    args[args.index("-o") + 1] = str(tmp_path / "stacked")
+    assert main(args) == 0
+    for category, expected in from_folders.items():
+        folder = tmp_path / "stacked" / "mvtec" / category
+        scores = pimo.load_aupimo(folder / "aupimo" / "aupimos.json")
+        np.testing.assert_array_equal(scores.aupimos, expected)
+        assert all(path.startswith(f"{category}/") for path in scores.paths)
+
+
+def test_maps_of_all_categories_under_a_collection_folder(tmp_path: Path, mvtec) -> None:
+    nested = tmp_path / "nested" / "mvtec"
+    nested.parent.mkdir()
+    shutil.copytree(tmp_path / "maps", nested)
+    args = _args(tmp_path, "--categories", "all", "--quiet")
+    args[args.index("--maps") + 1] = str(tmp_path / "nested")
+    assert main(args) == 0
+    for category in ("bottle", "cable"):
+        assert (tmp_path / "out" / "mvtec" / category / "aupimo" / "aupimos.json").is_file()
+
+
+def test_stray_map_of_the_category_in_a_stacked_file_is_reported(
+    tmp_path: Path, mvtec, capsys
+) -> None:
+    stacked = _stack_all_maps(tmp_path, extra=["/experiments/mvtec/bottle/test/crack/999.png"])
+    args = _args(tmp_path, "--category", "bottle", "--quiet")
+    args[args.index("--maps") + 1] = str(stacked)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "bottle/test/crack/999.png" in err and "matches no test image" in err
+    assert "cable" not in err  # the other category's maps are not orphans of this one
+
+
 def test_bad_input_exit_2(tmp_path: Path, mvtec, capsys) -> None:
     (tmp_path / "maps" / Path(mvtec[0]).with_suffix(".npy")).unlink()
     assert main(_args(tmp_path, "--category", "bottle", "--quiet")) == 2

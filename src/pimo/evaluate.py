@@ -50,7 +50,13 @@ from pimo._validate import NoAnomalousImageError, NoNormalImageError, validate_f
 from pimo.data._pool import default_workers, ordered_map
 from pimo.data.images import FileProblemError, read_image_size, read_mask
 from pimo.data.layouts import DatasetLayout, Sample, open_dataset
-from pimo.data.maps import MapEntry, MapSource, match_maps, open_maps
+from pimo.data.maps import (
+    MapEntry,
+    MapSource,
+    entries_of_category,
+    match_maps,
+    open_maps,
+)
 from pimo.data.problems import DatasetError, Problem
 from pimo.data.resize import resize_bilinear, resize_nearest
 from pimo.results import AupimoResult, save_value
@@ -408,8 +414,9 @@ def evaluate_dataset(
     source = maps if isinstance(maps, MapSource) else open_maps(maps, category)
     try:
         # 1. list
+        entries = entries_of_category(source.entries(), category, layout.categories())
         matches, map_problems = match_maps(
-            [s.relative_path for s in scan.samples], source.entries(), where=str(source.location)
+            [s.relative_path for s in scan.samples], entries, where=str(source.location)
         )
         problems = [*scan.problems, *map_problems]
         skipped = [p for p in problems if p.skippable] if skip_missing else []

@@ -166,7 +166,8 @@ def run_evaluations(
 @click.option("--maps", "maps", required=True, type=click.Path(path_type=Path),
               help="A folder of anomaly-map files (.npy/.npz/.tiff/.tif/.png/.pt) mirroring the "
                    "images' paths (a sub-folder per category is used when present), or a "
-                   "stacked .pt/.npz file {'asmaps': (N, H, W), 'paths': [...]}.")
+                   "stacked .pt/.npz file {'asmaps': (N, H, W), 'paths': [...]}; either may "
+                   "hold every category's maps.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="The output folder.")
 @click.option("--fpr-bounds", nargs=2, type=float, default=(1e-5, 1e-4), show_default=True,

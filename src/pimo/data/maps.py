@@ -32,7 +32,9 @@ A map matches an image when the trailing components of their paths agree, the la
 compared without extension (``bottle/test/crack/003.png`` ~ ``maps/test/crack/003.npy``). The
 number of components compared is the one that matches the most images without ambiguity (the
 longest on ties), so maps may mirror the dataset from its root, from the category, or from the
-defect folders, and stacked files may hold absolute paths.
+defect folders, and stacked files may hold absolute paths. When a dataset has several
+categories, maps whose folders name another category are left out before matching
+(:func:`entries_of_category`), so one folder or one stacked file may hold every category's maps.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ __all__ = [
     "MapFiles",
     "MapSource",
     "StackedMaps",
+    "entries_of_category",
     "match_maps",
     "open_maps",
     "read_map_file",
@@ -399,6 +402,27 @@ def open_maps(location: str | os.PathLike[str], category: str | None = None) -> 
         "or a stacked .pt/.npz file).",
         path=str(path),
     )
+
+
+def entries_of_category(
+    entries: Sequence[MapEntry], category: str, categories: Sequence[str]
+) -> list[MapEntry]:
+    """The maps that may belong to ``category``: leave out those of the dataset's other ones.
+
+    A map belongs to another category when a folder of its path is named after one of the
+    other ``categories`` and none is named ``category`` (``mvtec/screw/test/...`` when
+    evaluating ``bottle``). Every other map is kept, to be matched or reported as an orphan, so
+    one folder or stacked file can hold the maps of every category.
+    """
+    others = set(categories) - {category}
+    if not others:
+        return list(entries)
+    kept = []
+    for entry in entries:
+        folders = set(entry.key[:-1])
+        if category in folders or not (folders & others):
+            kept.append(entry)
+    return kept
 
 
 def match_maps(
