@@ -32,6 +32,14 @@ def test_demo_small(tmp_path: Path, capsys) -> None:
     # the memory-bank detector is clearly the best on average
     best = np.mean(mean_by_detector.pop("patch_knn"))
     assert all(best > np.mean(means) + 0.15 for means in mean_by_detector.values())
+    # the report is written and the suggested comparison runs on the results
+    assert (tmp_path / "demo" / "report.html").stat().st_size > 0
+    results = tmp_path / "demo" / "results"
+    assert f"pimo compare {results}" in out
+    assert main(["compare", str(results), "-q", "--json", str(tmp_path / "compare.json")]) == 0
+    comparison = json.loads((tmp_path / "compare.json").read_text())
+    assert set(comparison["datasets"]) == {"mvtec/fabric", "mvtec/tiles", "mvtec/wood"}
+    assert set(comparison["summary"]["all"]) == {"patch_knn", "patch_gaussian", "local_contrast"}
 
 
 def test_demo_dataset_is_deterministic(tmp_path: Path) -> None:

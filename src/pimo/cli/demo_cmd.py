@@ -91,4 +91,5 @@ def demo_command(out: Path, size: int, num_images: int, fpr_bounds: tuple[float,
 
     report = build_report([out / "results"], out / "report.html", title="pimo demo")
     click.echo(f"Report (open it in a browser): {report}")
+    click.echo(f"Compare the detectors with the paper's statistics: pimo compare {out / 'results'}")
     return 0
