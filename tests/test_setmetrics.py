@@ -339,10 +339,10 @@ def test_save_writes_published_value_files(tmp_path):
     maps = np.arange(128, dtype=np.float32).reshape(2, 8, 8)
     result = set_metrics(maps, masks)
     paths = result.save(tmp_path)
-    assert sorted(path.name for path in paths) == ["aupro.json", "aupro_5.json", "auroc.json"]
+    assert sorted(path.name for path in paths) == ["aupro.json", "aupro_05.json", "auroc.json"]
     assert pimo.load_value(tmp_path / "auroc.json") == result.auroc
     assert pimo.load_value(tmp_path / "aupro.json") == result.aupro[0.3]
-    assert json.loads((tmp_path / "aupro_5.json").read_text())["fpr_limit"] == 0.05
+    assert json.loads((tmp_path / "aupro_05.json").read_text())["fpr_limit"] == 0.05
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,3 +422,12 @@ def test_stream_misuse_is_reported():
         narrow.add(maps[1].astype(np.float64), masks[1])
     with pytest.raises(pimo.EmptyInputError):
         SetMetricsStream().needs_another_pass()
+
+
+@pytest.mark.parametrize(
+    ("limit", "name"),
+    [(0.3, "aupro.json"), (0.05, "aupro_05.json"), (0.1, "aupro_10.json"),
+     (0.01, "aupro_01.json"), (0.005, "aupro_0.5.json"), (1.0, "aupro_100.json")],
+)
+def test_aupro_filenames_follow_the_published_layout(limit: float, name: str) -> None:
+    assert pimo.setmetrics.aupro_filename(limit) == name

@@ -60,7 +60,7 @@ from pimo.data.maps import (
 from pimo.data.problems import DatasetError, Problem
 from pimo.data.resize import resize_bilinear, resize_nearest
 from pimo.results import AupimoResult, save_value
-from pimo.setmetrics import SetMetricsStream
+from pimo.setmetrics import SetMetricsStream, aupro_filename
 
 __all__ = [
     "EVALUATION_FILE",
@@ -73,7 +73,11 @@ __all__ = [
 
 EVALUATION_FILE = "evaluation.json"
 AUPIMO_FILE = "aupimo/aupimos.json"
-SET_METRIC_FILES = {"auroc": "auroc.json", "aupro": "aupro.json", "aupro_05": "aupro_05.json"}
+SET_METRIC_FILES = {
+    "auroc": "auroc.json",
+    "aupro": aupro_filename(0.3),
+    "aupro_05": aupro_filename(0.05),
+}
 SET_METRIC_LIMITS = (0.3, 0.05)
 # Pixels gathered per extra set-metric pass: a smaller budget means more passes, never a
 # different result (see SetMetricsStream).

@@ -62,6 +62,7 @@ __all__ = [
     "SetMetricsResult",
     "SetMetricsStream",
     "aupro",
+    "aupro_filename",
     "auroc",
     "label_regions",
     "set_metrics",
@@ -183,6 +184,21 @@ class SetCurves:
         return fpr, pro
 
 
+def aupro_filename(fpr_limit: float) -> str:
+    """The published file name of AUPRO up to ``fpr_limit``.
+
+    ``aupro.json`` for the usual limit 0.3; otherwise ``aupro_<percent>.json`` with whole
+    percents on two digits, as the published ``aupro_05.json`` (0.05); e.g. ``aupro_10.json``
+    for 0.1 and ``aupro_0.5.json`` for 0.005.
+    """
+    if fpr_limit == 0.3:
+        return "aupro.json"
+    percent = round(float(fpr_limit) * 100, 10)
+    if percent == int(percent):
+        return f"aupro_{int(percent):02d}.json"
+    return f"aupro_{percent:g}.json"
+
+
 @dataclass(frozen=True)
 class SetMetricsResult:
     """AUROC and AUPRO of one set of images.
@@ -214,8 +230,9 @@ class SetMetricsResult:
     def save(self, directory: str | os.PathLike[str]) -> list[Path]:
         """Write ``{"value": ...}`` files in the published layout and return their paths.
 
-        ``auroc.json``, ``aupro.json`` (FPR limit 0.3) and ``aupro_<percent>.json`` for other
-        limits (``aupro_5.json`` for 0.05); AUPRO files also carry ``"fpr_limit"``.
+        ``auroc.json`` and one file per AUPRO limit named by :func:`aupro_filename`
+        (``aupro.json`` for 0.3, ``aupro_05.json`` for 0.05); AUPRO files also carry
+        ``"fpr_limit"``.
         """
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
@@ -223,8 +240,9 @@ class SetMetricsResult:
         if self.auroc is not None:
             written.append(save_value(folder / "auroc.json", self.auroc))
         for limit, value in self.aupro.items():
-            name = "aupro.json" if limit == 0.3 else f"aupro_{limit * 100:g}.json"
-            written.append(save_value(folder / name, value, fpr_limit=float(limit)))
+            written.append(
+                save_value(folder / aupro_filename(limit), value, fpr_limit=float(limit))
+            )
         return written
 
 
