@@ -478,23 +478,19 @@ def evaluate_dataset(
         # 3-4. stream normal, then anomalous images (further passes for the set metrics)
         paths = [job.sample.relative_path for job in kept]
         aupimo_stream = AupimoStream(len(normal), fpr_bounds=bounds)
-        set_stream = None
-        if set_metrics:
-            set_stream = SetMetricsStream(
-                fpr_limits=SET_METRIC_LIMITS, max_buffer_bytes=SET_METRICS_BUFFER_BYTES
-            )
-        set_dtype: np.dtype | None = None  # the set metrics' score dtype: the first map's
-        widen_set_metrics = False  # a float64 map came after float32 ones: redo them in float64
-        stream_problems: list[Problem] = []
 
-        def for_set_metrics(anomaly_map: np.ndarray) -> np.ndarray | None:
-            """The map if its dtype suits the set metrics (the stream widens float32 exactly)."""
-            nonlocal set_dtype, widen_set_metrics
-            set_dtype = anomaly_map.dtype if set_dtype is None else set_dtype
-            if anomaly_map.dtype == set_dtype or set_dtype == np.float64:
-                return anomaly_map
-            widen_set_metrics = True
-            return None
+        def new_set_stream(dtype: type[np.floating] | None = None) -> SetMetricsStream:
+            return SetMetricsStream(
+                fpr_limits=SET_METRIC_LIMITS, max_buffer_bytes=SET_METRICS_BUFFER_BYTES,
+                dtype=dtype,
+            )
+
+        set_stream = new_set_stream() if set_metrics else None
+        # The set stream's score dtype is its first map's; it widens float32 exactly, but a
+        # float64 map after float32 ones means starting again in float64.
+        set_dtype: np.dtype | None = None
+        widen_set_metrics = False
+        stream_problems: list[Problem] = []
 
         def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
             try:
@@ -515,6 +511,7 @@ def evaluate_dataset(
             return anomaly_map, mask
 
         def stream(stage: str, group: list[_Job], *, first: bool) -> None:
+            nonlocal set_dtype, widen_set_metrics
             progress.start(stage, len(group))
             for job, loaded in zip(group, ordered_map(load, group, workers), strict=True):
                 progress.advance()
@@ -532,9 +529,11 @@ def evaluate_dataset(
                 elif first:
                     aupimo_stream.add_anomalous(job.index, anomaly_map, mask, path=path)
                 if set_stream is not None and not widen_set_metrics:
-                    scores = for_set_metrics(anomaly_map)
-                    if scores is not None:
-                        set_stream.add(scores, mask, path=path)
+                    set_dtype = anomaly_map.dtype if set_dtype is None else set_dtype
+                    if anomaly_map.dtype == set_dtype or set_dtype == np.float64:
+                        set_stream.add(anomaly_map, mask, path=path)
+                    else:
+                        widen_set_metrics = True
 
         stream("normal images", normal, first=True)
         stream("anomalous images", anomalous, first=True)
@@ -544,11 +543,7 @@ def evaluate_dataset(
         if set_stream is not None:
             extra_pass = 0
             if widen_set_metrics:  # start again in float64, where every map's scores fit
-                set_stream = SetMetricsStream(
-                    fpr_limits=SET_METRIC_LIMITS,
-                    max_buffer_bytes=SET_METRICS_BUFFER_BYTES,
-                    dtype=np.float64,
-                )
+                set_stream = new_set_stream(np.float64)
                 set_dtype, widen_set_metrics = np.dtype(np.float64), False
                 extra_pass += 1
                 stream(f"set metrics in float64, pass {extra_pass + 1}", kept, first=False)
