@@ -161,3 +161,26 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys) -> None:
     np.save(tmp_path / "maps.npy", np.zeros((2, 8, 8)))
     assert main(["analyze", "video", "--masks", str(tmp_path / "masks.npy"), "--maps",
                  str(tmp_path / "maps.npy"), "-o", str(tmp_path / "out")]) == 2
+
+
+def test_report_gets_analysis_pages(mvtec: Path, capsys) -> None:
+    data, maps = f"mvtec:{mvtec / 'data'}", str(mvtec / "maps")
+    assert main(["evaluate", "--dataset", data, "--category", "bottle", "--maps", maps, "-o",
+                 str(mvtec / "eval"), "--fpr-bounds", "1e-3", "1e-2", "-q"]) == 0
+    analysis = mvtec / "analysis"
+    assert main(["analyze", "sizes", "--dataset", data, "--category", "bottle", "-o",
+                 str(analysis)]) == 0
+    assert main(["analyze", "fp-regions", "--dataset", data, "--category", "bottle", "--maps",
+                 maps, "--fpr-range", "1e-3", "1e-1", "-o", str(analysis)]) == 0
+    target = mvtec / "report.html"
+    assert main(["report", str(mvtec / "eval"), "-o", str(target), "--no-curves",
+                 "--analysis", str(analysis)]) == 0
+    text = target.read_text()
+    assert "Sizes of the ground-truth regions" in text
+    assert "False-positive regions vs image FPR" in text
+    assert "Robustness to noisy annotations" not in text      # not run
+    assert text.count('src="data:image/png;base64,') >= 2
+    capsys.readouterr()
+    assert main(["report", str(mvtec / "eval"), "-o", str(target), "--no-curves",
+                 "--analysis", str(mvtec / "eval")]) == 2
+    assert "holds no analysis output" in capsys.readouterr().err
