@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from pimo._validate import PimoValueError
 from pimo.analysis.fp_regions import FP_HISTOGRAM_LEVELS, FpRegionsResult
@@ -69,10 +69,10 @@ def plot_region_sizes(
     ax.set_xlabel("relative region size (pixels of the region / pixels of the image)")
     ax.grid(True, axis="x", which="major", alpha=0.3)
     side = round(float(np.sqrt(reference_pixels)))
-    ax.legend(handles=[
+    figure.legend(handles=[
         Patch(color=_BAND_COLOR, alpha=0.5, label="AUPIMO integration range"),
         Patch(color="#666666", label=f"1 pixel at {side}x{side}"),
-    ], loc="lower left", fontsize="small")
+    ], loc="outside lower center", ncol=2, fontsize="small", frameon=False)
     if title:
         ax.set_title(title)
     return figure
@@ -188,9 +188,11 @@ def plot_video_timelines(timelines: Sequence[VideoTimeline], *, columns: int = 2
         for first, last, state in _runs(indices, states):
             ax.axvspan(first - 0.5, last + 0.5, color=colors[state], alpha=0.6, linewidth=0,
                        zorder=0)
-        scores = np.where(timeline.anomalous, timeline.aupimos, np.nan)
-        ax.plot(timeline.frame_indices, scores, color="black", marker=".", markersize=3,
-                linewidth=1)
+        scores = np.full(indices.size, np.nan)  # NaN: no line across normal or missing frames
+        scores[timeline.frame_indices - indices[0]] = np.where(timeline.anomalous,
+                                                               timeline.aupimos, np.nan)
+        ax.plot(indices, scores, color="black", marker=".", markersize=3, linewidth=1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(-0.02, 1.02)
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
         ax.set_title(timeline.name, fontsize="small")
