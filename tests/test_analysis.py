@@ -107,6 +107,17 @@ def test_tiny_region_table_by_hand():
     assert record["images_by_count"] == {"1-5": 1, "6+": 1}
 
 
+def test_without_tiny_keeps_the_images():
+    mask = np.zeros((512, 512), dtype=bool)   # tiny: fewer than 4 pixels
+    mask[0, 0:3] = True
+    mask[10, 0:4] = True
+    sizes = region_sizes([mask, np.zeros((8, 8), bool)])
+    kept = sizes.without_tiny()
+    assert kept.pixels.tolist() == [4] and kept.num_images == 2
+    with pytest.raises(pimo.PimoValueError, match="one entry per region"):
+        sizes.select(np.ones(3, dtype=bool))
+
+
 def test_tiny_region_table_threshold_is_strict():
     mask = np.zeros((512, 512), dtype=bool)   # tiny: fewer than 4 pixels
     mask[0, 0:3] = True
@@ -273,6 +284,12 @@ def test_noise_statistics_validation_and_full_masks():
     assert NoiseStatistics.from_dict(stats.to_dict()) == stats
     with pytest.raises(pimo.PimoValueError, match="No room"):
         add_tiny_regions(np.zeros((4, 4), dtype=bool), np.random.default_rng(0), stats)
+    maps = np.random.default_rng(0).random((2, 4, 4))
+    masks = np.zeros((2, 4, 4), dtype=bool)
+    masks[1, 0, 0] = True
+    with pytest.raises(pimo.PimoValueError, match=r"image 1 \('b\.png'\).*No room"):
+        noisy_annotation_robustness(maps, masks, statistics=stats, fpr_bounds=(0.1, 0.5),
+                                    paths=["a.png", "b.png"])
 
 
 def test_robustness_is_reproducible_and_consistent():

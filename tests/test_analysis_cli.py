@@ -51,7 +51,7 @@ def test_sizes_of_stacks_match_the_library(tmp_path: Path) -> None:
     masks[1, 100:120, 100:120] = 1
     np.save(tmp_path / "visa_like.npy", masks)
     assert main(["analyze", "sizes", "--masks", str(tmp_path / "visa_like.npy"), "-o",
-                 str(tmp_path / "out")]) == 0
+                 str(tmp_path / "out"), "--without-tiny"]) == 0
     saved = json.loads((tmp_path / "out" / "sizes.json").read_text())
     expected = tiny_region_table(region_sizes(masks)).to_dict()
     assert saved["datasets"]["visa_like"]["tiny_regions"] == expected
@@ -158,6 +158,11 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["analyze", "sizes", "--masks", str(tmp_path / "masks.npy"), "-o",
                  str(tmp_path / "out")]) == 2
     assert "values other than 0 and 1" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    np.save(tmp_path / "other" / "masks.npy", np.zeros((2, 8, 8), dtype=bool))
+    assert main(["analyze", "sizes", "--masks", str(tmp_path / "masks.npy"), "--masks",
+                 str(tmp_path / "other" / "masks.npy"), "-o", str(tmp_path / "out")]) == 2
+    assert "rename" in capsys.readouterr().err
     np.save(tmp_path / "maps.npy", np.zeros((2, 8, 8)))
     assert main(["analyze", "video", "--masks", str(tmp_path / "masks.npy"), "--maps",
                  str(tmp_path / "maps.npy"), "-o", str(tmp_path / "out")]) == 2

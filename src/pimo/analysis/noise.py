@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from pimo._validate import PimoValueError, _as_image_list, _flat_mask, validate_fpr_bounds
+from pimo._validate import (
+    PimoValueError,
+    _as_image_list,
+    _flat_mask,
+    describe_image,
+    validate_fpr_bounds,
+)
 from pimo.pimo import aupimo
 from pimo.setmetrics import _connectivity_rank, set_metrics
 
@@ -427,8 +433,14 @@ def noisy_annotation_robustness(
     for draw in range(int(num_draws)):
         noisy_masks = list(mask_list)
         for index in anomalous.tolist():
-            noisy_masks[index], sizes = add_tiny_regions(mask_list[index], rng, statistics,
-                                                         connectivity=connectivity)
+            try:
+                noisy_masks[index], sizes = add_tiny_regions(mask_list[index], rng, statistics,
+                                                             connectivity=connectivity)
+            except PimoValueError as error:
+                raise PimoValueError(
+                    f"{describe_image(index, paths)}: {error}", image_index=index,
+                    path=paths[index] if paths else None,
+                ) from error
             added_regions[draw, index] = sizes.size
             added_pixels[draw, index] = int(sizes.sum())
         noisy_aupimo[draw] = aupimo(map_list, noisy_masks, fpr_bounds=bounds,

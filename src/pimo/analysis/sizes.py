@@ -112,6 +112,19 @@ class RegionSizes:
         """Number of regions in each mask (0 for a normal image), int64 shape (N,)."""
         return np.bincount(self.image_index, minlength=self.num_images).astype(np.int64)
 
+    def select(self, keep: np.ndarray) -> RegionSizes:
+        """The regions where ``keep`` (bool, shape (R,)) is true; the images stay the same."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != self.pixels.shape:
+            raise PimoValueError(f"keep must have one entry per region ({self.num_regions}), "
+                                 f"got shape {keep.shape}.")
+        return RegionSizes(self.image_index[keep], self.pixels[keep], self.image_pixels,
+                           self.paths, self.connectivity)
+
+    def without_tiny(self, tiny_relative_size: float = TINY_RELATIVE_SIZE) -> RegionSizes:
+        """The regions whose relative size is at least ``tiny_relative_size`` (Fig. 8, right)."""
+        return self.select(self.relative >= tiny_relative_size)
+
     def summary(self) -> dict[str, float | int | None]:
         """Counts and quantiles of the relative sizes (None when there is no region)."""
         relative = self.relative

@@ -59,6 +59,11 @@ def _load_inputs(dataset: str | None, category: str | None, categories: str | No
                                "not both.")
     if dataset is None:
         files = [mask_files] if isinstance(mask_files, Path) else list(mask_files)
+        stems = [path.stem for path in files]
+        repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+        if repeated:
+            raise click.UsageError(f"Several --masks files are named {', '.join(repeated)}; "
+                                   "each dataset is named after its file, so rename them.")
         return [load_stacks(path, maps) for path in files]
     from pimo.data import open_dataset
 
@@ -70,7 +75,8 @@ def _load_inputs(dataset: str | None, category: str | None, categories: str | No
     elif categories.strip().lower() == "all":
         names = list(layout.categories())
     else:
-        names = [name.strip() for name in categories.split(",") if name.strip()]
+        names = list(dict.fromkeys(name.strip() for name in categories.split(",")
+                                   if name.strip()))
     return [load_category(layout, name, maps=maps, mask_threshold=mask_threshold)
             for name in names]
 
@@ -100,11 +106,14 @@ def analyze_group() -> None:
               help="The output folder.")
 @click.option("--fpr-bounds", nargs=2, type=float, default=(1e-5, 1e-4), show_default=True,
               metavar="L U", help="AUPIMO's integration range, shaded in the figure.")
+@click.option("--without-tiny", is_flag=True,
+              help="Also draw each dataset without its tiny regions (Fig. 8, right).")
 def sizes_command(dataset: str | None, category: str | None, categories: str | None,
                   mask_threshold: float | None, mask_files: tuple[Path, ...], output: Path,
-                  fpr_bounds: tuple[float, float]) -> None:
-    """Relative size of every ground-truth region, and the tiny-region table (paper Fig. 8,
-    Tab. 2). Regions are 8-connected (26 in 3-D). Example:
+                  fpr_bounds: tuple[float, float], without_tiny: bool) -> None:
+    """Relative size of every ground-truth region and the tiny-region table (Fig. 8, Tab. 2).
+
+    Regions are 8-connected (26 in 3-D); tiny: smaller than one pixel at 256x256. Example:
 
         pimo analyze sizes --dataset visa:/data/visa --categories all -o analysis/
     """
@@ -128,7 +137,12 @@ def sizes_command(dataset: str | None, category: str | None, categories: str | N
               ({"dataset": name, **row} for name, value in sizes.items()
                for row in value.to_rows()),
               ["dataset", "image", "path", "region", "pixels", "relative_size"])
-    write_png(output / png_name, plot_region_sizes(sizes, fpr_bounds=fpr_bounds))
+    drawn: dict[str, Any] = {}
+    for name, value in sizes.items():
+        drawn[name] = value
+        if without_tiny:
+            drawn[f"{name} (no tiny)"] = value.without_tiny()
+    write_png(output / png_name, plot_region_sizes(drawn, fpr_bounds=fpr_bounds))
     table = Table(title="Tiny regions (relative size < 1/256^2)")
     first = next(iter(tables.values()))
     for column in ["dataset", "regions", *[f"{a}-{b}" if b else f"{a}+"
@@ -198,7 +212,8 @@ def fp_regions_command(dataset: str | None, category: str | None, categories: st
               help="The output folder.")
 @click.option("--draws", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent noisy versions of the masks.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the noise (the k-th category uses SEED + k).")
 @click.option("--statistics", "statistics_file", type=click.Path(path_type=Path), default=None,
               help="JSON with count_bins, count_weights, size_bins, size_weights (default: "
                    "VisA's tiny regions, paper Tab. 2).")
