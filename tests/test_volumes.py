@@ -131,3 +131,23 @@ def test_command_line_on_volume_stacks(tmp_path: Path):
                  str(tmp_path / "maps.npy"), "--fpr-range", "2e-3", "2e-2", "--levels", "3",
                  "-o", str(tmp_path / "fp")]) == 0
     assert json.loads((tmp_path / "fp" / "fp_regions.json").read_text())["num_points"] == 12
+
+
+def test_streams_accept_volumes():
+    from pimo.setmetrics import SetMetricsStream
+    from pimo.streaming import AupimoStream
+
+    maps, masks = volume_set()
+    stream = AupimoStream(4, fpr_bounds=BOUNDS)
+    for index in range(4):
+        stream.add_normal(index, maps[index])
+    for index in (4, 5):
+        stream.add_anomalous(index, maps[index], masks[index])
+    assert stream.result().aupimos[4:].tolist() == pytest.approx([8 / 18, 1.0], abs=1e-12)
+    set_stream = SetMetricsStream((0.3,))
+    while True:
+        for anomaly_map, mask in zip(maps, masks, strict=True):
+            set_stream.add(anomaly_map, mask)
+        if not set_stream.needs_another_pass():
+            break
+    assert set_stream.compute().aupro[0.3] == pytest.approx(17 / 27, abs=1e-12)
