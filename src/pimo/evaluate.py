@@ -33,6 +33,11 @@ Output (:meth:`EvaluationResult.save`)
     ``{"value": x}``: pixel AUROC, AUPRO up to FPR 0.3 and up to FPR 0.05.
 ``evaluation.json``
     What is needed to find the data again and redraw curves (see :meth:`EvaluationResult.to_dict`).
+    It is written last, and records the run (:class:`~pimo._outputs.EvaluationRun`).
+
+A run owns its folder: pimo's own files there (:data:`pimo._outputs.OWN_FILE_PATTERNS`) that
+it does not rewrite, e.g. ``auroc.json`` of an earlier run when the set metrics are off, are
+removed, and :attr:`SavedFiles.removed` lists them.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from pimo._io import dump_json
+from pimo._outputs import AUPIMO_FILE, EVALUATION_FILE, EvaluationRun, remove_stale_files
 from pimo._validate import NoAnomalousImageError, NoNormalImageError, validate_fpr_bounds
 from pimo.data._pool import default_workers, ordered_map
 from pimo.data.images import FileProblemError, read_image_size, read_mask
@@ -68,11 +74,10 @@ __all__ = [
     "EvaluatedImage",
     "EvaluationResult",
     "ProgressHook",
+    "SavedFiles",
     "evaluate_dataset",
 ]
 
-EVALUATION_FILE = "evaluation.json"
-AUPIMO_FILE = "aupimo/aupimos.json"
 SET_METRIC_FILES = {
     "auroc": "auroc.json",
     "aupro": aupro_filename(0.3),
@@ -97,6 +102,14 @@ class ProgressHook:
 
     def advance(self, count: int = 1) -> None:
         """``count`` more images are done."""
+
+
+class SavedFiles(dict[str, Path]):
+    """The files :meth:`EvaluationResult.save` wrote, by name; ``removed``: stale files removed."""
+
+    def __init__(self, written: dict[str, Path], removed: list[Path]) -> None:
+        super().__init__(written)
+        self.removed = removed
 
 
 @dataclass(frozen=True)
@@ -189,7 +202,7 @@ class EvaluationResult:
             summary[name] = None if self.set_metrics is None else self.set_metrics[name]
         return summary
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, run: EvaluationRun | None = None) -> dict[str, Any]:
         """The ``evaluation.json`` payload.
 
         Fields: ``format``/``version``; ``dataset`` (``layout``, absolute ``root``,
@@ -198,8 +211,11 @@ class EvaluationResult:
         shared FPR = U and = L); ``files`` (the score files, relative to the folder);
         ``set_metrics``; ``images`` (per image, in score order: ``path`` and ``mask``
         relative to the dataset root, ``map`` relative to the maps folder or as stored in the
-        stacked file with ``map_row``, ``anomalous``, ``size``); ``skipped``.
+        stacked file with ``map_row``, ``anomalous``, ``size``); ``skipped``; ``run`` (``id``
+        and ``categories`` of the run, see :class:`~pimo._outputs.EvaluationRun`; a run of
+        this category alone when ``run`` is None).
         """
+        run = run or EvaluationRun.new([self.category])
         files = {"aupimo": AUPIMO_FILE}
         if self.set_metrics is not None:
             files.update(SET_METRIC_FILES)
@@ -221,23 +237,43 @@ class EvaluationResult:
             "set_metrics_note": self.set_metrics_note,
             "images": [image.to_dict() for image in self.images],
             "skipped": [problem.to_dict() for problem in self.skipped],
+            "run": run.to_dict(),
         }
 
-    def save(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write the score files and ``evaluation.json`` into ``directory`` (atomically).
+    def save(
+        self, directory: str | os.PathLike[str], *, run: EvaluationRun | None = None
+    ) -> SavedFiles:
+        """Write the score files, then ``evaluation.json``, into ``directory`` (atomically).
+
+        The folder belongs to this result afterwards: pimo's own files in it that were not
+        rewritten (those of an earlier run) are removed, any other file is left alone.
+        ``evaluation.json`` comes last, so a folder with the new scores but the old record (or
+        none) shows an interrupted save.
+
+        Parameters
+        ----------
+        directory : path
+            The output folder (created when missing).
+        run : EvaluationRun, optional
+            The run this category belongs to (its id is shared by the categories evaluated
+            together); default: a run of this category alone.
 
         Returns
         -------
-        dict of str to Path
-            ``aupimo``, ``auroc``, ``aupro``, ``aupro_05`` (when computed), ``evaluation``.
+        SavedFiles
+            ``aupimo``, ``auroc``, ``aupro``, ``aupro_05`` (when computed), ``evaluation``;
+            ``removed`` lists the stale files removed.
         """
         directory = Path(directory)
+        # the old record goes first: an interrupted save leaves a folder without one
+        (directory / EVALUATION_FILE).unlink(missing_ok=True)
         written = {"aupimo": self.aupimo.save(directory / AUPIMO_FILE)}
         if self.set_metrics is not None:
             for name, filename in SET_METRIC_FILES.items():
                 written[name] = save_value(directory / filename, self.set_metrics[name])
-        written["evaluation"] = dump_json(directory / EVALUATION_FILE, self.to_dict())
-        return written
+        removed = remove_stale_files(directory, [*written.values(), directory / EVALUATION_FILE])
+        written["evaluation"] = dump_json(directory / EVALUATION_FILE, self.to_dict(run))
+        return SavedFiles(written, removed)
 
 
 # --------------------------------------------------------------------------------------

@@ -100,17 +100,13 @@ class ReportSources:
 
 
 def _evaluation_dataset_key(folder: Path) -> str:
-    from pimo.report._evaluation import EVALUATION_FILE
+    """The dataset recorded in ``folder/evaluation.json``, else the folder's name.
 
-    record_path = folder / EVALUATION_FILE
-    if record_path.is_file():
-        try:
-            from pimo.report._evaluation import EvaluationRecord
+    A malformed ``evaluation.json`` raises :class:`~pimo.ScoreFileError` naming it.
+    """
+    from pimo._outputs import recorded_dataset_key
 
-            return EvaluationRecord.load(record_path).dataset_key or folder.name
-        except PimoError:
-            return folder.name
-    return folder.name
+    return recorded_dataset_key(folder) or folder.name
 
 
 def collect_sources(sources: Iterable[str | os.PathLike[str]]) -> ReportSources:
