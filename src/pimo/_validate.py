@@ -33,6 +33,7 @@ __all__ = [
     "UnreachableFprError",
     "as_image_set",
     "describe_image",
+    "integer_map_problem",
     "pixel_position",
     "validate_fpr_bounds",
     "validate_num_thresholds",
@@ -249,6 +250,30 @@ def _as_image_list(images: Any, what: str) -> list[np.ndarray]:
     return out
 
 
+#: Integers up to this magnitude are exact in float64 (53-bit significand).
+MAX_EXACT_INTEGER = 2**53
+
+
+def integer_map_problem(image: np.ndarray, where: str) -> str | None:
+    """Why an integer map cannot be read as float64 exactly, or None when it can.
+
+    Integers with ``|value| > 2**53`` are rounded in float64, which merges distinct scores
+    and shifts every curve and AUPIMO; 32-bit and narrower integers always fit.
+    """
+    if image.dtype.kind not in "iu" or image.dtype.itemsize < 8 or image.size == 0:
+        return None
+    low, high = int(image.min()), int(image.max())
+    if low >= -MAX_EXACT_INTEGER and high <= MAX_EXACT_INTEGER:
+        return None
+    worst = high if high > MAX_EXACT_INTEGER else low
+    return (
+        f"The anomaly map of {where} has {image.dtype} scores up to {worst} in magnitude, "
+        "beyond 2**53: float64 cannot hold them exactly, so distinct scores would be merged "
+        "and the results would be wrong. Rescale the scores to |value| <= 2**53 (e.g. shift "
+        "them by their minimum, or divide and round them yourself) or pass float scores."
+    )
+
+
 def _common_map_dtype(maps: list[np.ndarray], paths: Sequence[str] | None) -> np.dtype:
     for index, image in enumerate(maps):
         if image.dtype.kind not in "fiub":
@@ -258,11 +283,14 @@ def _common_map_dtype(maps: list[np.ndarray], paths: Sequence[str] | None) -> np
                 image_index=index,
                 path=paths[index] if paths else None,
             )
+        problem = integer_map_problem(image, describe_image(index, paths))
+        if problem is not None:
+            raise PimoValueError(problem, image_index=index, path=paths[index] if paths else None)
     if all(image.dtype == np.float32 for image in maps):
         return np.dtype(np.float32)
     if all(image.dtype.kind == "f" and image.dtype.itemsize <= 4 for image in maps):
         return np.dtype(np.float32)  # float16 maps are widened exactly to float32
-    return np.dtype(np.float64)  # float64 and integer maps: exact in float64 (|int| < 2**53)
+    return np.dtype(np.float64)  # float64 and integer maps: exact in float64 (|int| <= 2**53)
 
 
 def _flat_mask(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> np.ndarray:
@@ -306,7 +334,7 @@ def as_image_set(
     anomaly_maps : array (N, H, W) or sequence of N arrays
         One score map per image; images may differ in shape (3-D volumes count as images).
         Float maps are used as they are (float16 is widened to float32); integer maps are
-        accepted and read as float64.
+        accepted and read as float64 when exact there (``|value| <= 2**53``).
     masks : array (N, H, W) or sequence of N arrays
         Binary ground truth of the same shapes: bool, or integers/floats equal to 0 or 1.
     paths : sequence of str, optional
@@ -314,7 +342,7 @@ def as_image_set(
 
     Raises
     ------
-    EmptyInputError, ShapeMismatchError, MaskValueError, PimoTypeError
+    EmptyInputError, ShapeMismatchError, MaskValueError, PimoTypeError, PimoValueError
         With the index (and path) of the first offending image and the fix.
 
     Notes

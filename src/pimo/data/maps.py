@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from pimo._validate import integer_map_problem
 from pimo.data.images import FileProblemError
 from pimo.data.problems import DatasetError, Problem
 
@@ -144,6 +145,9 @@ def as_2d_map(array: np.ndarray, name: str) -> np.ndarray:
     if array.dtype.kind == "f" and array.dtype.itemsize < 4:
         array = array.astype(np.float32)
     elif array.dtype.kind in "iu":
+        problem = integer_map_problem(array, name)
+        if problem is not None:
+            raise FileProblemError(Problem("map-values", name, problem))
         array = array.astype(np.float64)
     return array
 
