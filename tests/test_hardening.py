@@ -9,6 +9,7 @@ line).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -236,3 +237,24 @@ def test_well_formed_score_file_is_accepted(tmp_path: Path) -> None:
     result = pimo.load_aupimo(_score_file(tmp_path, num_threshs=None,
                                           thresh_lower_bound=None))
     assert result.num_thresholds is None and result.num_anomalous == 2
+
+
+def test_skip_missing_reports_a_directory_in_place_of_a_mask_as_unreadable(
+    tmp_path: Path, mvtec, capsys
+) -> None:
+    mask = tmp_path / "data" / "bottle" / "ground_truth" / "crack" / "006_mask.png"
+    mask.unlink()
+    mask.mkdir()
+    assert main(_evaluate(tmp_path, "--category", "bottle", "-q", "--skip-missing")) == 2
+    err = capsys.readouterr().err
+    assert "006_mask.png" in err and "a directory, not a regular file" in err
+
+
+@pytest.mark.timeout(60)
+def test_fifo_in_place_of_a_map_is_refused_without_hanging(tmp_path: Path, mvtec, capsys) -> None:
+    target = tmp_path / "maps" / Path(mvtec[0]).with_suffix(".npy")
+    target.unlink()
+    os.mkfifo(target)
+    assert main(_evaluate(tmp_path, "--category", "bottle", "-q")) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "006.npy" in err and "named pipe" in err

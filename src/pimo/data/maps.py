@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from pimo._validate import integer_map_problem
-from pimo.data.images import FileProblemError
+from pimo.data.images import FileProblemError, require_regular_file
 from pimo.data.problems import DatasetError, Problem
 
 __all__ = [
@@ -188,6 +188,7 @@ def read_map_file(path: str | os.PathLike[str], *, name: str | None = None) -> n
     path = Path(path)
     name = name or str(path)
     suffix = path.suffix.lower()
+    require_regular_file(path, "map", name)
     try:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
@@ -246,6 +247,10 @@ def read_map_file(path: str | os.PathLike[str], *, name: str | None = None) -> n
         raise FileProblemError(
             Problem("missing-map", name, f"the map file {path} does not exist.")
         ) from error
+    except PermissionError as error:
+        raise _unreadable(
+            name, f"permission denied. Make {path} readable (e.g. chmod a+r).",
+        ) from error
     except Exception as error:  # numpy, tifffile, zipfile and torch raise many types
         raise _unreadable(
             name, f"truncated or corrupt ({type(error).__name__}: {error})."
@@ -280,14 +285,38 @@ class MapFiles(MapSource):
         self.location = Path(folder)
 
     def entries(self) -> list[MapEntry]:
+        """Every file named like a map (anything but a folder named like one is read later).
+
+        Raises
+        ------
+        DatasetError
+            A folder of the tree cannot be listed (its maps would look missing).
+        """
         found = []
-        for dirpath, dirnames, filenames in os.walk(self.location):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in filenames:
+        unlisted: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(self.location, onerror=unlisted.append):
+            # a folder named like a map file stands where a map should be: kept as an entry,
+            # so that reading it reports it as unreadable instead of the map as missing
+            named_like_maps = [d for d in dirnames if d.lower().endswith(MAP_EXTENSIONS)]
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and d not in named_like_maps
+            )
+            for filename in [*filenames, *named_like_maps]:
                 if filename.startswith(".") or not filename.lower().endswith(MAP_EXTENSIONS):
                     continue
                 relative = (Path(dirpath) / filename).relative_to(self.location).as_posix()
                 found.append(MapEntry(relative, path_key(relative)))
+        if unlisted:
+            problems = [
+                Problem("unreadable-map", str(error.filename),
+                        f"the folder {error.filename} cannot be listed: "
+                        f"{error.strerror or error}. Make it readable (e.g. chmod a+rx).")
+                for error in unlisted
+            ]
+            raise DatasetError(
+                f"Cannot list the anomaly maps in {self.location}.", problems,
+                path=str(self.location),
+            )
         return sorted(found, key=lambda entry: entry.name)
 
     def load(self, entry: MapEntry) -> np.ndarray:
