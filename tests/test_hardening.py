@@ -258,3 +258,201 @@ def test_fifo_in_place_of_a_map_is_refused_without_hanging(tmp_path: Path, mvtec
     assert main(_evaluate(tmp_path, "--category", "bottle", "-q")) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "006.npy" in err and "named pipe" in err
+
+
+# =============================================================================================
+# errors of the wrong kind: each is a PimoError naming the file or image, exit code 2
+# =============================================================================================
+
+
+@pytest.fixture
+def stacks(tmp_path: Path) -> tuple[Path, Path]:
+    """maps.npy and masks.npy for `pimo aupimo` (20 + 20 images of 32x32)."""
+    maps, masks = pimo.make_example(20, 20, (32, 32), seed=0)
+    np.save(tmp_path / "maps.npy", maps)
+    np.save(tmp_path / "masks.npy", masks)
+    return tmp_path / "maps.npy", tmp_path / "masks.npy"
+
+
+def _aupimo(stacks: tuple[Path, Path], *extra: str | Path) -> list[str]:
+    return ["aupimo", str(stacks[0]), str(stacks[1]), "--fpr-bounds", "1e-2", "1e-1",
+            *map(str, extra)]
+
+
+def test_corrupt_npz_names_the_file(tmp_path: Path, stacks, capsys) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not a zip archive")
+    code = main(["aupimo", str(bad), str(stacks[1])])
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "bad.npz" in err and "truncated or not a valid .npz" in err
+
+
+@pytest.mark.parametrize("content", ["", '{"value": 0.9', "[1, 2]", '{"value": "high"}'])
+def test_corrupt_metric_file_names_the_file(tmp_path: Path, content: str, capsys) -> None:
+    path = tmp_path / "auroc.json"
+    path.write_text(content)
+    with pytest.raises(pimo.ScoreFileError, match=r"auroc\.json"):
+        pimo.load_value(path)
+    # the same file beside two models' scores, in compare
+    for model in ("a", "b"):
+        folder = tmp_path / "root" / model / "mvtec" / "bottle"
+        (folder / "aupimo").mkdir(parents=True)
+        pimo.AupimoResult(np.array([np.nan, 0.5, 0.7]), np.array([0, 1, 1])).save(
+            folder / "aupimo" / "aupimos.json"
+        )
+    (tmp_path / "root" / "a" / "mvtec" / "bottle" / "auroc.json").write_text(content)
+    assert main(["compare", str(tmp_path / "root"), "-q"]) == EXIT_BAD_INPUT
+    assert "root/a/mvtec/bottle/auroc.json" in capsys.readouterr().err
+
+
+def test_output_that_is_a_folder_is_refused_before_computing(tmp_path: Path, stacks,
+                                                             capsys) -> None:
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    assert main(_aupimo(stacks, "-o", folder)) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "a_folder" in err and "is a folder" in err
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".*tmp"))
+
+
+def test_output_under_a_file_is_refused(tmp_path: Path, stacks, capsys) -> None:
+    (tmp_path / "a_file").write_text("x")
+    target = tmp_path / "a_file" / "scores.json"
+    assert main(_aupimo(stacks, "-o", target)) == EXIT_BAD_INPUT
+    assert "a_file is a file, not a folder" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path), "--json", str(target)]) == EXIT_BAD_INPUT
+    assert "a_file is a file" in capsys.readouterr().err
+
+
+def test_output_not_writable_is_refused(tmp_path: Path, stacks, capsys,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # As root every folder is writable: simulate a read-only folder through os.access.
+    import os as os_module
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os_module.access
+    monkeypatch.setattr(
+        os_module, "access",
+        lambda path, mode: False if Path(path) == locked else real_access(path, mode),
+    )
+    assert main(_aupimo(stacks, "-o", locked / "scores.json")) == EXIT_BAD_INPUT
+    assert "no permission to write in" in capsys.readouterr().err
+
+
+def test_evaluate_output_that_is_a_file_is_refused(tmp_path: Path, mvtec, capsys) -> None:
+    (tmp_path / "out").write_text("x")
+    assert main(_evaluate(tmp_path, "--category", "bottle", "-q")) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "out is a file, not a folder" in err
+
+
+def test_torch_tensors_with_grad_and_bfloat16() -> None:
+    torch = pytest.importorskip("torch")
+    maps, masks = pimo.make_example(6, 6, (32, 32), seed=1)
+    maps = maps.astype(np.float32)
+    bounds = (1e-2, 1e-1)
+    expected = pimo.aupimo(maps, masks, fpr_bounds=bounds).aupimos
+    with_grad = torch.tensor(maps, requires_grad=True)
+    np.testing.assert_array_equal(
+        pimo.aupimo(with_grad, torch.tensor(masks), fpr_bounds=bounds).aupimos, expected
+    )
+    np.testing.assert_array_equal(
+        pimo.aupimo(list(with_grad), list(torch.tensor(masks)), fpr_bounds=bounds).aupimos,
+        expected,
+    )
+    half = torch.tensor(maps).bfloat16()
+    widened = half.float().numpy()  # bfloat16 -> float32 is exact
+    np.testing.assert_array_equal(
+        pimo.aupimo(half, masks, fpr_bounds=bounds).aupimos,
+        pimo.aupimo(widened, masks, fpr_bounds=bounds).aupimos,
+    )
+    np.testing.assert_array_equal(
+        pimo.aupimo(list(half), masks, fpr_bounds=bounds).aupimos,
+        pimo.aupimo(widened, masks, fpr_bounds=bounds).aupimos,
+    )
+
+
+def test_huge_num_thresholds_says_the_memory_it_needs() -> None:
+    maps, masks = pimo.make_example(4, 4, (16, 16), seed=0)
+    with pytest.raises(pimo.PimoError, match=r"needs at least .* GiB"):
+        pimo.aupimo(maps, masks, fpr_bounds=(1e-2, 1e-1), num_thresholds=10**15)
+
+
+def test_channel_axis_says_drop_it_not_resize() -> None:
+    maps, masks = pimo.make_example(4, 4, (16, 16), seed=0)
+    with pytest.raises(pimo.ShapeMismatchError, match="Drop the channel axis") as caught:
+        pimo.aupimo(maps[:, None], masks)
+    assert "Resize" not in str(caught.value)
+    with pytest.raises(pimo.ShapeMismatchError, match="Drop the channel axis"):
+        pimo.aupimo(maps, masks[:, None])
+    with pytest.raises(pimo.ShapeMismatchError, match="Resize"):
+        pimo.aupimo(maps[:, :8], masks)
+
+
+def test_fifo_stack_is_refused_without_hanging(tmp_path: Path, stacks, capsys) -> None:
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    assert main(["aupimo", str(fifo), str(stacks[1])]) == EXIT_BAD_INPUT
+    assert "named pipe" in capsys.readouterr().err
+
+
+_INTERRUPTED = """
+import sys, time
+import pimo.cli
+import pimo.cli.aupimo_cmd
+
+def long_call(*args, **kwargs):  # stands for a long numba call
+    print("started", flush=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+
+pimo.aupimo = long_call
+sys.exit(pimo.cli.main(["aupimo", "--example"]))
+"""
+
+
+def test_ctrl_c_ends_with_aborted_and_exit_130(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=tmp_path,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "started"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err.strip() == "Aborted."
+
+
+# =============================================================================================
+# messages speak the command line
+# =============================================================================================
+
+
+def test_cli_messages_name_options(stacks, capsys) -> None:
+    code = main(["aupimo", str(stacks[0]), str(stacks[1]), "--fpr-bounds", "1e-2", "1e-3"])
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--fpr-bounds" in err and "fpr_bounds" not in err
+    code = main([*_aupimo(stacks), "--num-thresholds", "1"])
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--num-thresholds" in err and "num_thresholds" not in err and "None" not in err
+    code = main(["aupimo", str(stacks[0]), str(stacks[1])])  # L = 1e-5 unreachable on 20 images
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--fpr-bounds" in err and "fpr_bounds" not in err
+
+
+def test_cli_missing_map_hint_names_the_option(tmp_path: Path, mvtec, capsys) -> None:
+    (tmp_path / "maps" / Path(mvtec[0]).with_suffix(".npy")).unlink()
+    assert main(_evaluate(tmp_path, "--category", "bottle", "-q")) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--skip-missing" in err and "skip_missing" not in err

@@ -8,6 +8,7 @@ to fix it. Nothing is silently dropped, clipped or converted to NaN.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "NoAnomalousImageError",
     "NoNormalImageError",
     "NonFiniteScoreError",
+    "OutputPathError",
     "PimoError",
     "PimoTypeError",
     "PimoValueError",
@@ -35,6 +37,7 @@ __all__ = [
     "describe_image",
     "integer_map_problem",
     "pixel_position",
+    "tensor_to_numpy",
     "validate_fpr_bounds",
     "validate_num_thresholds",
 ]
@@ -102,6 +105,11 @@ class ScoreFileError(PimoValueError):
     """A score file is malformed."""
 
 
+class OutputPathError(PimoValueError):
+    """An output cannot be written there: a folder where a file goes, a file in the way of a
+    folder, no write permission."""
+
+
 class PimoWarning(UserWarning):
     """A result was computed but may not mean what you expect (e.g. a coarse grid)."""
 
@@ -134,8 +142,24 @@ def validate_fpr_bounds(fpr_bounds: Any) -> tuple[float, float]:
     return lower, upper
 
 
+#: Float64 arrays of ``num_thresholds`` values that grid mode holds at least (thresholds in
+#: the maps' dtype and in float64, the FPR sums, the shared FPR).
+GRID_ARRAYS = 4
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):  # not on this platform
+        return None
+
+
 def validate_num_thresholds(num_thresholds: Any) -> int | None:
-    """Check that ``num_thresholds`` is ``None`` (exact mode) or an int >= 2 (grid mode)."""
+    """Check that ``num_thresholds`` is ``None`` (exact mode) or an int >= 2 (grid mode).
+
+    A grid needs at least ``GRID_ARRAYS * 8 * num_thresholds`` bytes; a grid larger than the
+    machine's memory is refused before anything is allocated.
+    """
     if num_thresholds is None:
         return None
     if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int | np.integer):
@@ -147,6 +171,16 @@ def validate_num_thresholds(num_thresholds: Any) -> int | None:
         raise PimoValueError(
             f"num_thresholds must be >= 2 in grid mode, got {num_thresholds}. "
             "Use None for the exact mode."
+        )
+    needed = GRID_ARRAYS * 8 * int(num_thresholds)
+    available = _physical_memory()
+    if available is not None and needed > available:
+        raise PimoValueError(
+            f"num_thresholds={int(num_thresholds)} needs at least {needed / 2**30:.1f} GiB for "
+            f"the threshold grid ({GRID_ARRAYS} arrays of {int(num_thresholds)} float64 values), "
+            f"more than this machine's {available / 2**30:.1f} GiB of memory. Use fewer "
+            "thresholds (the official implementation uses 300 000) or None for the exact mode, "
+            "which needs no grid."
         )
     return int(num_thresholds)
 
@@ -223,12 +257,24 @@ class ImageSet:
             )
 
 
+def tensor_to_numpy(value: Any) -> Any:
+    """A torch tensor as a numpy array (detached, on the CPU); anything else unchanged.
+
+    bfloat16, which numpy lacks, is widened exactly to float32. torch is not imported.
+    """
+    if not (hasattr(value, "detach") and hasattr(value, "cpu")):
+        return value
+    value = value.detach().cpu()
+    if str(value.dtype) == "torch.bfloat16":
+        value = value.float()  # every bfloat16 is a float32: exact
+    return value.numpy()
+
+
 def _as_image_list(images: Any, what: str) -> list[np.ndarray]:
     """Turn an (N, ...) array or a sequence of arrays into a list of arrays (views)."""
     if images is None:
         raise PimoTypeError(f"{what} is None; pass an (N, H, W) array or a sequence of arrays.")
-    if hasattr(images, "detach") and hasattr(images, "cpu"):  # a torch tensor, without torch
-        images = images.detach().cpu().numpy()
+    images = tensor_to_numpy(images)
     if isinstance(images, np.ndarray):
         if images.ndim < 2:
             raise ShapeMismatchError(
@@ -242,12 +288,28 @@ def _as_image_list(images: Any, what: str) -> list[np.ndarray]:
             f"{what} must be an (N, H, W) array or a sequence of arrays, "
             f"got {type(images).__name__}."
         )
-    out = []
-    for image in images:
-        if hasattr(image, "detach") and hasattr(image, "cpu"):
-            image = image.detach().cpu().numpy()
-        out.append(np.asarray(image))
-    return out
+    return [np.asarray(tensor_to_numpy(image)) for image in images]
+
+
+def shape_mismatch_message(where: str, map_shape: tuple[int, ...],
+                           mask_shape: tuple[int, ...]) -> str:
+    """Why a map and its mask differ in shape, and the fix (a channel axis is not a resize)."""
+    def squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(side for side in shape if side != 1)
+
+    if squeezed(map_shape) == squeezed(mask_shape):
+        extra = "map" if len(map_shape) > len(mask_shape) else "mask"
+        return (
+            f"The anomaly map of {where} has shape {map_shape} but its mask has shape "
+            f"{mask_shape}: the {extra} has an extra axis of size 1 (a channel axis). Drop the "
+            f"channel axis, e.g. pass {extra}s[:, 0] for an (N, 1, H, W) array or "
+            f"{extra}.squeeze() for each image."
+        )
+    return (
+        f"The anomaly map of {where} has shape {map_shape} but its mask has shape "
+        f"{mask_shape}. Resize the map to the mask's resolution (bilinear, as the paper "
+        "prescribes) before evaluating."
+    )
 
 
 #: Integers up to this magnitude are exact in float64 (53-bit significand).
@@ -370,9 +432,7 @@ def as_image_set(
         where = describe_image(index, paths)
         if image.shape != mask.shape:
             raise ShapeMismatchError(
-                f"The anomaly map of {where} has shape {image.shape} but its mask has shape "
-                f"{mask.shape}. Resize the map to the mask's resolution (bilinear, as the paper "
-                "prescribes) before evaluating.",
+                shape_mismatch_message(where, image.shape, mask.shape),
                 image_index=index,
                 path=paths[index] if paths else None,
             )

@@ -307,11 +307,7 @@ class AupimoResult:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AupimoResult:
         """Read a score file (see :func:`load_aupimo`)."""
-        try:
-            payload = read_json(path)
-        except ValueError as error:
-            raise ScoreFileError(f"{path}: not valid JSON ({error}).") from error
-        return cls.from_dict(payload, source=str(path))
+        return cls.from_dict(_read_json_file(path, "score file"), source=str(path))
 
 
 @dataclass(frozen=True, eq=False)
@@ -348,15 +344,44 @@ def save_value(path: str | os.PathLike[str], value: float, **extra: Any) -> Path
     return dump_json(path, {"value": float(value), **extra})
 
 
-def load_value(path: str | os.PathLike[str]) -> float:
-    """Read a ``{"value": float}`` file (``auroc.json``, ``aupro.json``, ...)."""
-    payload = read_json(path)
-    if not isinstance(payload, dict) or "value" not in payload:
-        raise ScoreFileError(f"{path}: expected a JSON object with a 'value' field.")
+def _read_json_file(path: str | os.PathLike[str], what: str) -> Any:
+    """Read a JSON file; a missing, unreadable or malformed one is a :class:`ScoreFileError`."""
     try:
-        return float(payload["value"])
-    except (TypeError, ValueError) as error:
-        raise ScoreFileError(f"{path}: 'value' is not a number ({payload['value']!r}).") from error
+        return read_json(path)
+    except FileNotFoundError as error:
+        raise ScoreFileError(f"{path}: the {what} does not exist.", path=str(path)) from error
+    except OSError as error:
+        raise ScoreFileError(
+            f"{path}: the {what} cannot be read ({error.strerror or error}).", path=str(path)
+        ) from error
+    except ValueError as error:  # JSONDecodeError (empty or truncated file), UnicodeDecodeError
+        raise ScoreFileError(
+            f"{path}: the {what} is not valid JSON, e.g. empty or truncated ({error}). Write it "
+            "again, or remove it.",
+            path=str(path),
+        ) from error
+
+
+def load_value(path: str | os.PathLike[str]) -> float:
+    """Read a ``{"value": float}`` file (``auroc.json``, ``aupro.json``, ...).
+
+    Raises
+    ------
+    ScoreFileError
+        Naming the file: missing, unreadable, not JSON (empty, truncated), no ``value``
+        number.
+    """
+    payload = _read_json_file(path, "metric file")
+    if not isinstance(payload, dict) or "value" not in payload:
+        raise ScoreFileError(
+            f"{path}: expected a JSON object with a 'value' field.", path=str(path)
+        )
+    value = payload["value"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ScoreFileError(
+            f"{path}: 'value' is {value!r}; expected a number.", path=str(path)
+        )
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ def run_evaluations(
     list of (EvaluationResult, Path)
         Each result and the folder it was written to.
     """
+    from pimo._io import check_output_folder
     from pimo._outputs import EvaluationRun
     from pimo.data import open_dataset
     from pimo.evaluate import evaluate_dataset
@@ -140,6 +141,8 @@ def run_evaluations(
         plan = [(category, output)]
     else:
         plan = [(name, output / layout.name / name) for name in categories]
+    for _, folder in plan:  # a bad -o is refused before any work
+        check_output_folder(folder)
     run = EvaluationRun.new([name or layout.categories()[0] for name, _ in plan])
     done = []
     for category, folder in plan:

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from pimo._validate import integer_map_problem
+from pimo._validate import integer_map_problem, tensor_to_numpy
 from pimo.data.images import FileProblemError, require_regular_file
 from pimo.data.problems import DatasetError, Problem
 
@@ -112,12 +112,7 @@ def _torch_load(path: Path, *, mmap: bool = False) -> Any:
 
 
 def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
-        return value.numpy()
-    return np.asarray(value)
+    return np.asarray(tensor_to_numpy(value))
 
 
 def as_2d_map(array: np.ndarray, name: str) -> np.ndarray:

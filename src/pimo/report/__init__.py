@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure
 
 from pimo import __version__
-from pimo._io import atomic_write_text
+from pimo._io import atomic_write_text, check_output_file
 from pimo._validate import PimoError, PimoValueError
 from pimo.results import load_aupimo
 from pimo.stats import (
@@ -527,8 +527,8 @@ def build_report(
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
+    target = check_output_file(_resolve_output(output), "report")
     collected = collect_sources(sources)
-    target = _resolve_output(output)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         benchmark = compare_score_tree(collected.tree, test=test)  # type: ignore[arg-type]
@@ -540,7 +540,6 @@ def build_report(
     subtitle = (
         f"{len(benchmark.datasets)} dataset(s), {len(collected.tree.models)} model(s)"
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(target, _render(title, subtitle, nav, content))
 
 
