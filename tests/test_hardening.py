@@ -456,3 +456,33 @@ def test_cli_missing_map_hint_names_the_option(tmp_path: Path, mvtec, capsys) ->
     assert main(_evaluate(tmp_path, "--category", "bottle", "-q")) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "--skip-missing" in err and "skip_missing" not in err
+
+
+def test_no_map_matched_says_what_was_looked_for(tmp_path: Path, mvtec, capsys) -> None:
+    wrong = tmp_path / "wrong" / "run1"
+    wrong.mkdir(parents=True)
+    np.save(wrong / "heatmap_a.npy", np.zeros((4, 4), np.float32))
+    assert main(_evaluate(tmp_path, "--category", "bottle", "-q",
+                          maps=tmp_path / "wrong")) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "skip-missing" not in err
+    assert "matches any of the 11 test images" in err
+    assert ".npy, .npz" in err and "run1/heatmap_a.npy" in err
+    assert "test/good/000.npy" in err and "closest existing folder" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(_evaluate(tmp_path, "--category", "bottle", "-q", maps=empty)) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "skip-missing" not in err and "No map file is there" in err
+
+
+def test_constant_normal_maps_error_names_category_and_files(
+    tmp_path: Path, mvtec, capsys
+) -> None:
+    for path in mvtec:
+        if "/good/" in path:
+            np.save(tmp_path / "maps" / Path(path).with_suffix(".npy"),
+                    np.full((24, 20), 0.5, np.float32))
+    assert main(_evaluate(tmp_path, "--category", "bottle", "-q")) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "constant" in err and "'bottle'" in err and "test/good/000.npy" in err

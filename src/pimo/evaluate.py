@@ -52,11 +52,17 @@ import numpy as np
 
 from pimo._io import dump_json
 from pimo._outputs import AUPIMO_FILE, EVALUATION_FILE, EvaluationRun, remove_stale_files
-from pimo._validate import NoAnomalousImageError, NoNormalImageError, validate_fpr_bounds
+from pimo._validate import (
+    NoAnomalousImageError,
+    NoNormalImageError,
+    UnreachableFprError,
+    validate_fpr_bounds,
+)
 from pimo.data._pool import default_workers, ordered_map
 from pimo.data.images import FileProblemError, read_image_size, read_mask
 from pimo.data.layouts import DatasetLayout, Sample, open_dataset
 from pimo.data.maps import (
+    MAP_EXTENSIONS,
     MapEntry,
     MapSource,
     entries_of_category,
@@ -370,6 +376,54 @@ def _raise_problems(problems: Sequence[Problem], *, what: str, skip_missing: boo
     raise DatasetError(f"Cannot evaluate {what}.", problems, hint=hint)
 
 
+def _with_normal_maps(
+    error: UnreachableFprError, what: str, normal: Sequence[_Job], source: MapSource
+) -> UnreachableFprError:
+    """The same error, saying which category and which normal images' map files."""
+    shown = ", ".join(job.entry.name for job in normal[:5])
+    more = f" and {len(normal) - 5} more" if len(normal) > 5 else ""
+    return type(error)(
+        f"{what}: {error} The normal images' maps are {shown}{more} in {source.location}."
+    )
+
+
+def _closest_folder(path: Path) -> Path:
+    while not path.is_dir() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _nothing_matched(
+    samples: Sequence[Sample], entries: Sequence[MapEntry], source: MapSource
+) -> DatasetError:
+    """No map matches any image: say what was looked for and what is there instead.
+
+    ``--skip-missing`` is not suggested: it would leave nothing to evaluate.
+    """
+    example = samples[len(samples) // 2].relative_path
+    stem = Path(example).with_suffix("")
+    expected = Path(source.location) / stem.with_suffix(".npy")
+    found = (
+        f"The maps found there are named like {', '.join(e.name for e in entries[:3])}."
+        if entries else "No map file is there (none of these extensions)."
+    )
+    closest = ""
+    if source.kind == "files":
+        folders = [Path(source.location, *stem.parent.parts[i:])
+                   for i in range(len(stem.parent.parts))]
+        best = max((_closest_folder(f) for f in folders), key=lambda f: len(f.parts))
+        closest = f" The closest existing folder to {expected.parent} is {best}."
+    return DatasetError(
+        f"No anomaly map in {source.location} matches any of the {len(samples)} test images. "
+        "A map matches an image when the end of its path, without extension, is the image's: "
+        f"for the image {example}, e.g. {expected}, or any path ending in "
+        f"{'/'.join([*stem.parent.parts[-2:], stem.name])}.<ext>, with <ext> one of "
+        f"{', '.join(MAP_EXTENSIONS)}. {found}{closest} Point the maps location "
+        "(--maps) to the folder that mirrors the images' paths.",
+        path=str(source.location),
+    )
+
+
 def _parse_resolution(resolution: int | Sequence[int] | None) -> tuple[int, int] | None:
     if resolution is None:
         return None
@@ -461,6 +515,8 @@ def evaluate_dataset(
         problems = [*scan.problems, *map_problems]
         skipped = [p for p in problems if p.skippable] if skip_missing else []
         fatal = [p for p in problems if not (skip_missing and p.skippable)]
+        if scan.samples and not any(matches):
+            raise _nothing_matched(scan.samples, entries, source)
         _raise_problems(fatal, what=what, skip_missing=skip_missing)
         jobs = [
             _Job(-1, sample, entry)
@@ -572,7 +628,10 @@ def evaluate_dataset(
                         widen_set_metrics = True
 
         stream("normal images", normal, first=True)
-        stream("anomalous images", anomalous, first=True)
+        try:
+            stream("anomalous images", anomalous, first=True)
+        except UnreachableFprError as error:  # constant normal maps among them
+            raise _with_normal_maps(error, what, normal, source) from error
         _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
         aupimo = aupimo_stream.result(paths)
         metrics, note = None, None
