@@ -60,12 +60,6 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output file") -
             f"{target / 'out.json'}).",
             path=str(target),
         )
-    if target.exists() and not os.access(target, os.W_OK):
-        raise OutputPathError(
-            f"Cannot write the {what} {target}: the file is read-only. Choose another path, or "
-            "make it writable.",
-            path=str(target),
-        )
     _check_ancestors(target, what)
     return target
 
