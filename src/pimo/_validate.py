@@ -105,9 +105,12 @@ class ScoreFileError(PimoValueError):
     """A score file is malformed."""
 
 
-class OutputPathError(PimoValueError):
+class OutputPathError(PimoError, OSError):
     """An output cannot be written there: a folder where a file goes, a file in the way of a
-    folder, no write permission."""
+    folder, no write permission, a full disk.
+
+    It derives from :class:`OSError` (not ValueError), as the write failures it replaces did.
+    """
 
 
 class PimoWarning(UserWarning):
