@@ -17,33 +17,47 @@ _MASK_KEYS = ("masks", "gts", "ground_truth")
 
 def _load_stack(path: Path, keys: tuple[str, ...], what: str) -> tuple[Any, list[str] | None]:
     """Read an (N, H, W) stack from .npy, or from .npz (by key, or its only array)."""
+    from pimo.data.images import FileProblemError, require_regular_file
+
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz"):
         raise PimoValueError(
             f"{what} file {str(path)!r} must be .npy or .npz (got {suffix or 'no extension'}). "
             "For datasets on disk (PNG/TIFF masks, per-image maps) use `pimo evaluate`."
         )
-    if not path.is_file():
-        raise PimoValueError(f"{what} file {str(path)!r} does not exist.")
+    if not path.exists():
+        raise PimoValueError(f"{what} file {str(path)!r} does not exist.", path=str(path))
+    try:
+        require_regular_file(path, what, str(path))
+    except FileProblemError as error:
+        raise PimoValueError(error.problem.message, path=str(path)) from error
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise PimoValueError(f"Cannot read {what} file {str(path)!r}: {error}") from error
-    if isinstance(loaded, np.ndarray):
-        return loaded, None
-    with loaded:
-        names = list(loaded.files)
-        chosen = next((key for key in keys if key in names), None)
-        if chosen is None:
-            arrays = [name for name in names if name != "paths"]
-            if len(arrays) != 1:
-                raise PimoValueError(
-                    f"{what} file {str(path)!r} holds arrays {names}; name the stack one of "
-                    f"{list(keys)} (or store a single array)."
-                )
-            chosen = arrays[0]
-        paths = [str(p) for p in loaded["paths"]] if "paths" in names else None
-        return loaded[chosen], paths
+        if isinstance(loaded, np.ndarray):
+            return loaded, None
+        with loaded:
+            names = list(loaded.files)
+            chosen = next((key for key in keys if key in names), None)
+            if chosen is None:
+                arrays = [name for name in names if name != "paths"]
+                if len(arrays) != 1:
+                    raise PimoValueError(
+                        f"{what} file {str(path)!r} holds arrays {names}; name the stack one "
+                        f"of {list(keys)} (or store a single array).",
+                        path=str(path),
+                    )
+                chosen = arrays[0]
+            paths = [str(p) for p in loaded["paths"]] if "paths" in names else None
+            return loaded[chosen], paths
+    except PimoValueError:
+        raise
+    except Exception as error:  # OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError
+        raise PimoValueError(
+            f"Cannot read {what} file {str(path)!r}: it is truncated or not a valid "
+            f"{suffix} file ({type(error).__name__}: {error}). Save it again with "
+            f"numpy.{'save' if suffix == '.npy' else 'savez'}.",
+            path=str(path),
+        ) from error
 
 
 def _print_summary(result: Any, title: str) -> None:
@@ -93,7 +107,10 @@ def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
         pimo aupimo maps.npy masks.npy -o aupimo/aupimos.json
     """
     import pimo
+    from pimo._io import check_output_file
 
+    if output is not None:
+        check_output_file(output, "score file")
     if example:
         if maps is not None or masks is not None:
             raise click.UsageError("--example replaces MAPS and MASKS; give one or the other.")

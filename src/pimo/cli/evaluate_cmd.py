@@ -130,6 +130,8 @@ def run_evaluations(
     list of (EvaluationResult, Path)
         Each result and the folder it was written to.
     """
+    from pimo._io import check_output_folder
+    from pimo._outputs import EvaluationRun
     from pimo.data import open_dataset
     from pimo.evaluate import evaluate_dataset
 
@@ -139,6 +141,9 @@ def run_evaluations(
         plan = [(category, output)]
     else:
         plan = [(name, output / layout.name / name) for name in categories]
+    for _, folder in plan:  # a bad -o is refused before any work
+        check_output_folder(folder)
+    run = EvaluationRun.new([name or layout.categories()[0] for name, _ in plan])
     done = []
     for category, folder in plan:
         label = category or layout.name
@@ -148,7 +153,11 @@ def run_evaluations(
                 mask_threshold=mask_threshold, skip_missing=skip_missing,
                 set_metrics=set_metrics, workers=workers, progress=progress,
             )
-        result.save(folder)
+        saved = result.save(folder, run=run)
+        if saved.removed:
+            names = ", ".join(path.relative_to(folder).as_posix() for path in saved.removed)
+            click.echo(f"{label}: removed {len(saved.removed)} file(s) of an earlier run from "
+                       f"{folder}, which this run did not rewrite: {names}", err=True)
         for problem in result.skipped:
             click.echo(f"skipped ({problem.kind}): {problem.message}", err=True)
         done.append((result, folder))

@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure
 
 from pimo import __version__
-from pimo._io import atomic_write_text
+from pimo._io import atomic_write_text, check_output_file
 from pimo._validate import PimoError, PimoValueError
 from pimo.results import load_aupimo
 from pimo.stats import (
@@ -100,17 +100,13 @@ class ReportSources:
 
 
 def _evaluation_dataset_key(folder: Path) -> str:
-    from pimo.report._evaluation import EVALUATION_FILE
+    """The dataset recorded in ``folder/evaluation.json``, else the folder's name.
 
-    record_path = folder / EVALUATION_FILE
-    if record_path.is_file():
-        try:
-            from pimo.report._evaluation import EvaluationRecord
+    A malformed ``evaluation.json`` raises :class:`~pimo.ScoreFileError` naming it.
+    """
+    from pimo._outputs import recorded_dataset_key
 
-            return EvaluationRecord.load(record_path).dataset_key or folder.name
-        except PimoError:
-            return folder.name
-    return folder.name
+    return recorded_dataset_key(folder) or folder.name
 
 
 def collect_sources(sources: Iterable[str | os.PathLike[str]]) -> ReportSources:
@@ -534,8 +530,8 @@ def build_report(
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
+    target = check_output_file(_resolve_output(output), "report")
     collected = collect_sources(sources)
-    target = _resolve_output(output)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         benchmark = compare_score_tree(collected.tree, test=test)  # type: ignore[arg-type]
@@ -552,7 +548,6 @@ def build_report(
     subtitle = (
         f"{len(benchmark.datasets)} dataset(s), {len(collected.tree.models)} model(s)"
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(target, _render(title, subtitle, nav, content))
 
 

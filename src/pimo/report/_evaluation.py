@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from pimo._io import read_json
+from pimo._outputs import EVALUATION_FILE, evaluation_folder
 from pimo._validate import PimoValueError
 from pimo.data.images import FileProblemError, read_mask
 from pimo.data.maps import MapEntry, MapSource, open_maps, path_key
@@ -26,7 +27,6 @@ from pimo.results import AupimoResult, PimoCurves
 
 __all__ = ["EVALUATION_FILE", "EvaluationRecord", "Sample", "find_evaluation"]
 
-EVALUATION_FILE = "evaluation.json"
 
 
 class EvaluationDataError(PimoValueError):
@@ -59,9 +59,7 @@ class Sample:
 
 def find_evaluation(score_file: str | os.PathLike[str]) -> Path | None:
     """The ``evaluation.json`` of a score file (``<folder>/aupimo/aupimos.json``), if any."""
-    path = Path(score_file)
-    folder = path.parent.parent if path.parent.name == "aupimo" else path.parent
-    candidate = folder / EVALUATION_FILE
+    candidate = evaluation_folder(score_file) / EVALUATION_FILE
     return candidate if candidate.is_file() else None
 
 

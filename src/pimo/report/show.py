@@ -6,7 +6,7 @@ import io
 import os
 from pathlib import Path
 
-from pimo._io import atomic_write_bytes
+from pimo._io import atomic_write_bytes, check_output_file
 from pimo._validate import PimoValueError
 from pimo.report._evaluation import EVALUATION_FILE, EvaluationRecord
 from pimo.results import load_aupimo
@@ -48,6 +48,8 @@ def render_image_diagnosis(
     from pimo.plots import plot_image_diagnosis
 
     folder = Path(evaluation)
+    if output is not None:
+        check_output_file(output, "figure")
     score_file = folder / "aupimo" / "aupimos.json"
     record_file = folder / EVALUATION_FILE
     for needed in (score_file, record_file):
@@ -77,5 +79,4 @@ def render_image_diagnosis(
     target = Path(output) if output is not None else folder / f"show-{index:03d}.png"
     if target.suffix.lower() != ".png":
         raise PimoValueError(f"{target}: `pimo show` writes a PNG; give a name ending in .png.")
-    target.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(target, buffer.getvalue())
