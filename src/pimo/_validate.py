@@ -280,9 +280,11 @@ def _flat_mask(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> np.
     if np.any(bad):
         values = np.unique(flat[bad])[:5]
         hint = (
-            " It looks like a 0/255 image: divide by 255 or compare with > 0."
+            " It looks like a 0/255 image: divide by 255 or compare with > 0 (`pimo aupimo "
+            "--mask-threshold 0`)."
             if np.all(np.isin(np.unique(flat), (0, 1, 255)))
-            else " If the mask was saved lossily (e.g. JPEG), binarise it with a threshold."
+            else " If the mask is soft or was saved lossily (e.g. JPEG), binarise it with a "
+            "threshold, e.g. mask > 0.5 (`pimo aupimo --mask-threshold 0.5`)."
         )
         raise MaskValueError(
             f"The mask of {describe_image(index, paths)} holds values other than 0 and 1 "
@@ -344,7 +346,8 @@ def as_image_set(
             raise ShapeMismatchError(
                 f"The anomaly map of {where} has shape {image.shape} but its mask has shape "
                 f"{mask.shape}. Resize the map to the mask's resolution (bilinear, as the paper "
-                "prescribes) before evaluating.",
+                "prescribes: pimo.data.resize.resize_bilinear, or `pimo aupimo --resize`) "
+                "before evaluating.",
                 image_index=index,
                 path=paths[index] if paths else None,
             )
