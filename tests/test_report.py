@@ -59,16 +59,17 @@ def _write_maps(folder: Path, *, seed: int, num_normal: int = 6, num_anomalous: 
 
 @pytest.fixture(scope="module")
 def evaluations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two ``pimo evaluate`` output folders (models ``model_a`` and ``model_b``)."""
+    """Two ``pimo evaluate`` output folders (models ``model_a`` and ``model_b``, named after
+    their maps folders)."""
     from pimo.evaluate import evaluate_dataset
 
     tmp = tmp_path_factory.mktemp("evaluations")
     _write_dataset(tmp / "data")
     folders = {}
     for seed, model in enumerate(("model_a", "model_b")):
-        _write_maps(tmp / f"maps_{model}", seed=seed)
+        _write_maps(tmp / "maps" / model, seed=seed)
         result = evaluate_dataset(
-            f"mvtec:{tmp / 'data'}", tmp / f"maps_{model}", category="widget",
+            f"mvtec:{tmp / 'data'}", tmp / "maps" / model, category="widget",
             fpr_bounds=(1e-3, 1e-2),
         )
         result.save(tmp / model)
@@ -215,6 +216,114 @@ def test_cli_report_and_show(evaluations: dict[str, Path], tmp_path: Path,
     assert cli_main(["show", str(evaluations["model_a"]), "nothing.png"]) == 2
     assert "No evaluated image matches" in capsys.readouterr().err
     assert cli_main(["show", str(tmp_path), "0"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# model names, report inputs, moved data
+# ---------------------------------------------------------------------------------------------
+
+
+def _models_of(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    return re.findall(r'<th scope="row" class="text">([^<]+)</th>', text.split(
+        'id="table-ds-mvtec-widget"', 1)[1].split("</table>", 1)[0])
+
+
+def test_model_name_recorded_and_defaulted(evaluations: dict[str, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from pimo.evaluate import default_model_name
+    from pimo.report._evaluation import EvaluationRecord
+
+    assert default_model_name(Path("/m/patchcore")) == "patchcore"
+    assert default_model_name(Path("/m/patchcore/bottle"), "bottle") == "patchcore"
+    assert default_model_name(Path("/m/padim.npz"), "bottle") == "padim"
+    assert default_model_name(Path("/m/padim/bottle.pt"), "bottle") == "padim"
+    record = json.loads((evaluations["model_a"] / "evaluation.json").read_text())
+    assert record["model"] == "model_a"  # the maps folder's name
+    data = evaluations["model_a"].parent / "data"
+    maps = evaluations["model_a"].parent / "maps" / "model_a"
+    code = cli_main(["evaluate", "--dataset", f"mvtec:{data}", "--categories", "all", "--maps",
+                     str(maps), "-o", str(tmp_path / "out"), "--fpr-bounds", "1e-3", "1e-2",
+                     "--model-name", "PatchCore WR101", "-q"])
+    assert code == 0, capsys.readouterr().err
+    written = EvaluationRecord.load(tmp_path / "out" / "mvtec" / "widget" / "evaluation.json")
+    assert written.model == "PatchCore WR101"
+    # a record without a model (older files) falls back to the maps folder's name
+    payload = json.loads(written.path.read_text())
+    del payload["model"]
+    written.path.write_text(json.dumps(payload))
+    assert EvaluationRecord.load(written.path).model == "model_a"
+
+
+def test_report_of_one_models_categories_and_of_named_models(
+    evaluations: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = evaluations["model_a"].parent / "data"
+    outputs = {}
+    for model in ("model_a", "model_b"):  # `--categories all`: OUT/mvtec/widget/
+        maps = evaluations["model_a"].parent / "maps" / model
+        outputs[model] = tmp_path / f"run_{model}"
+        assert cli_main(["evaluate", "--dataset", f"mvtec:{data}", "--categories", "all",
+                         "--maps", str(maps), "-o", str(outputs[model]), "--fpr-bounds",
+                         "1e-3", "1e-2", "-q"]) == 0
+    # one model's folder of categories
+    single = tmp_path / "single.html"
+    assert cli_main(["report", str(outputs["model_a"]), "-o", str(single),
+                     "--no-curves"]) == 0, capsys.readouterr().err
+    assert _models_of(single) == ["model_a"]
+    # the same category of two models, in folders with the same name: no collision
+    both = tmp_path / "both.html"
+    assert cli_main(["report", str(outputs["model_a"] / "mvtec" / "widget"),
+                     str(outputs["model_b"] / "mvtec" / "widget"), "-o", str(both),
+                     "--no-curves"]) == 0, capsys.readouterr().err
+    assert sorted(_models_of(both)) == ["model_a", "model_b"]
+    # explicit names, for a category folder and for a model's folder of categories
+    named = tmp_path / "named.html"
+    assert cli_main(["report", "--model", f"first={outputs['model_a'] / 'mvtec' / 'widget'}",
+                     "--model", f"second={outputs['model_b']}", "-o", str(named),
+                     "--no-curves"]) == 0, capsys.readouterr().err
+    assert sorted(_models_of(named)) == ["first", "second"]
+    # the same model twice for a dataset: the message says how to name them
+    capsys.readouterr()
+    assert cli_main(["report", str(outputs["model_a"]), str(evaluations["model_a"]), "-o",
+                     str(tmp_path / "twice.html")]) == 2
+    assert "--model NAME=PATH" in capsys.readouterr().err
+    assert cli_main(["report", "-o", str(tmp_path / "none.html")]) == 2
+    assert cli_main(["report", "--model", f"x={tmp_path}", "-o",
+                     str(tmp_path / "x.html")]) == 2
+    assert "holds neither" in capsys.readouterr().err
+
+
+def test_report_says_when_maps_or_masks_have_moved(
+    evaluations: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    folder = tmp_path / "model_a"
+    shutil.copytree(evaluations["model_a"], folder)
+    payload = json.loads((folder / "evaluation.json").read_text())
+    payload["maps"]["location"] = str(tmp_path / "moved-maps")
+    (folder / "evaluation.json").write_text(json.dumps(payload))
+    other = tmp_path / "model_b"
+    shutil.copytree(evaluations["model_b"], other)
+    payload = json.loads((other / "evaluation.json").read_text())
+    payload["images"][-1]["mask"] = "widget/ground_truth/crack/gone_mask.png"
+    (other / "evaluation.json").write_text(json.dumps(payload))
+    target = tmp_path / "moved.html"
+    capsys.readouterr()
+    assert cli_main(["report", str(folder), str(other), "-o", str(target)]) == 0
+    err = capsys.readouterr().err
+    assert f"model_a on mvtec/widget: the anomaly maps {tmp_path / 'moved-maps'}" in err
+    assert "no longer exist" in err
+    assert "model_b on mvtec/widget: 1 of the 11 mask files (e.g." in err
+    assert "gone_mask.png" in err
+    assert "moved-maps" in target.read_text(encoding="utf-8")
+    # nothing is said when every file is in place
+    assert cli_main(["report", *map(str, evaluations.values()), "-o", str(target),
+                     "--no-curves"]) == 0
+    assert "no longer exist" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

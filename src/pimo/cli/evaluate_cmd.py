@@ -7,6 +7,7 @@ and ``evaluation.json`` (where the data is, see :meth:`pimo.evaluate.EvaluationR
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,12 +119,14 @@ def run_evaluations(
     set_metrics: bool = True,
     workers: int | None = None,
     quiet: bool = False,
+    model_name: str | None = None,
 ) -> list[tuple[EvaluationResult, Path]]:
     """Evaluate categories and save each into its folder.
 
     With ``categories=None``, ``category`` (optional when the dataset has only one) is written
     directly into ``output``; with a list, each category goes to
-    ``output/<layout>/<category>/``.
+    ``output/<layout>/<category>/``. ``model_name`` is recorded in ``evaluation.json``
+    (default: the maps folder's name, see :func:`pimo.evaluate.default_model_name`).
 
     Returns
     -------
@@ -148,6 +151,8 @@ def run_evaluations(
                 mask_threshold=mask_threshold, skip_missing=skip_missing,
                 set_metrics=set_metrics, workers=workers, progress=progress,
             )
+        if model_name:
+            result = dataclasses.replace(result, model=model_name)
         result.save(folder)
         for problem in result.skipped:
             click.echo(f"skipped ({problem.kind}): {problem.message}", err=True)
@@ -185,11 +190,15 @@ def run_evaluations(
                    "instead of failing.")
 @click.option("--no-set-metrics", is_flag=True, help="Skip AUROC and AUPRO (one pass less).")
 @click.option("--workers", type=int, default=None, help="Decoding threads (default: up to 4).")
+@click.option("--model-name", default=None, metavar="NAME",
+              help="The model's name, recorded in evaluation.json and used by `pimo report` "
+                   "(default: the maps folder's name).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
 def evaluate_command(
     dataset: str, category: str | None, categories: str | None, maps: Path, output: Path,
     fpr_bounds: tuple[float, float], resolution: str | None, mask_threshold: float | None,
-    skip_missing: bool, no_set_metrics: bool, workers: int | None, quiet: bool,
+    skip_missing: bool, no_set_metrics: bool, workers: int | None, model_name: str | None,
+    quiet: bool,
 ) -> int:
     """Score anomaly-map files against a dataset's masks: per-image AUPIMO, AUROC, AUPRO.
 
@@ -215,12 +224,13 @@ def evaluate_command(
     done = run_evaluations(
         dataset, maps, output, categories=selected, category=category, fpr_bounds=fpr_bounds,
         resolution=size, mask_threshold=mask_threshold, skip_missing=skip_missing,
-        set_metrics=not no_set_metrics, workers=workers, quiet=quiet,
+        set_metrics=not no_set_metrics, workers=workers, quiet=quiet, model_name=model_name,
     )
     if size is not None:
         click.echo(FULL_RESOLUTION_NOTE.format(h=size[0], w=size[1]), err=True)
     if not quiet:
-        print_summary([result for result, _ in done])
+        print_summary([result for result, _ in done],
+                      title=f"pimo evaluate: {done[0][0].model_name}")
         for result, folder in done:
             click.echo(f"{result.category}: results in {folder}")
     sys.stdout.flush()

@@ -17,7 +17,7 @@ import html
 import io
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,7 +30,8 @@ from matplotlib.figure import Figure
 
 from pimo import __version__
 from pimo._io import atomic_write_text
-from pimo._validate import PimoError, PimoValueError
+from pimo._validate import PimoError, PimoValueError, PimoWarning
+from pimo.report._evaluation import EVALUATION_FILE, EvaluationRecord, find_evaluation
 from pimo.results import load_aupimo
 from pimo.stats import (
     BenchmarkComparison,
@@ -93,35 +94,60 @@ class ReportSources:
         Score files per dataset and model.
     notes : list of str
         Things to show at the top of the report (e.g. a folder without ``evaluation.json``).
+    moved : list of str
+        Files named in an ``evaluation.json`` (maps, images, masks) that no longer exist,
+        one message per model and dataset; they are also in :attr:`notes`.
     """
 
     tree: ScoreTree
     notes: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
 
 
-def _evaluation_dataset_key(folder: Path) -> str:
-    from pimo.report._evaluation import EVALUATION_FILE
-
-    record_path = folder / EVALUATION_FILE
-    if record_path.is_file():
-        try:
-            from pimo.report._evaluation import EvaluationRecord
-
-            return EvaluationRecord.load(record_path).dataset_key or folder.name
-        except PimoError:
-            return folder.name
-    return folder.name
+def _score_file_of(folder: Path) -> Path:
+    return folder / "aupimo" / "aupimos.json"
 
 
-def collect_sources(sources: Iterable[str | os.PathLike[str]]) -> ReportSources:
-    """Find the score files of each source.
+def _read_record(folder: Path) -> EvaluationRecord | None:
+    """The folder's ``evaluation.json``, or None when absent or unreadable."""
+    path = folder / EVALUATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return EvaluationRecord.load(path)
+    except PimoError:
+        return None
+
+
+def _dataset_folders(folder: Path) -> list[Path]:
+    """The ``<collection>/<dataset>`` folders of a model folder (``--categories all`` output)."""
+    return [score.parent.parent for score in sorted(folder.glob("*/*/aupimo/aupimos.json"))]
+
+
+def collect_sources(
+    sources: Iterable[str | os.PathLike[str]] = (),
+    models: Mapping[str, str | os.PathLike[str]] | None = None,
+) -> ReportSources:
+    """Find the score files of each source, and name their models and datasets.
 
     Parameters
     ----------
     sources : iterable of path
-        ``pimo evaluate`` output folders (holding ``aupimo/aupimos.json``; the model is named
-        after the folder, the dataset after ``evaluation.json``), or ``pimo compare`` roots in
-        the published layout.
+        Each one of
+
+        - a ``pimo evaluate`` output folder (holding ``aupimo/aupimos.json``), or its
+          ``aupimos.json``: the model is the one recorded in ``evaluation.json`` (``pimo
+          evaluate --model-name``, by default the maps folder's name), the dataset
+          ``<layout>/<category>`` from the same file;
+        - one model's folder of categories, ``<collection>/<dataset>/aupimo/aupimos.json``
+          (``pimo evaluate --categories all`` output): the model is the one its
+          ``evaluation.json`` files agree on, else the folder's name;
+        - a ``pimo compare`` root in the published layout
+          ``<model>/<collection>/<dataset>/aupimo/aupimos.json``: models named after their
+          folders.
+    models : mapping of str to path, optional
+        ``NAME -> PATH`` (``pimo report --model NAME=PATH``): an evaluate output folder (or
+        its ``aupimos.json``) or a model's folder of categories, reported as model ``NAME``.
 
     Returns
     -------
@@ -130,16 +156,18 @@ def collect_sources(sources: Iterable[str | os.PathLike[str]]) -> ReportSources:
     Raises
     ------
     PimoValueError
-        A source that does not exist or holds no score file, or one model given twice for the
-        same dataset.
+        A source that does not exist or holds no score file, or two sources with the same
+        model name for the same dataset (the message says to name them with ``--model``).
     """
     files: dict[str, dict[str, DatasetFiles]] = {}
     notes: list[str] = []
-    given = [Path(source) for source in sources]
+    moved: list[str] = []
+    given = [(None, Path(source)) for source in sources]
+    given += [(name, Path(path)) for name, path in (models or {}).items()]
     if not given:
         raise PimoValueError(
-            "No result to report on: give `pimo evaluate` output folders or a `pimo compare` "
-            "root."
+            "No result to report on: give `pimo evaluate` output folders, a `pimo compare` "
+            "root or --model NAME=PATH."
         )
 
     def add(dataset: str, model: str, entry: DatasetFiles, origin: Path) -> None:
@@ -147,46 +175,78 @@ def collect_sources(sources: Iterable[str | os.PathLike[str]]) -> ReportSources:
         if model in by_model:
             raise PimoValueError(
                 f"{origin}: model {model!r} already has scores for dataset {dataset!r} (from "
-                f"{by_model[model].aupimo}); rename one of the folders so every model has a "
-                "distinct name."
+                f"{by_model[model].aupimo}); give each model its own name with --model "
+                "NAME=PATH (or `pimo evaluate --model-name`)."
             )
         by_model[model] = entry
 
-    for path in given:
+    def add_evaluation(folder: Path, model: str | None, dataset: str | None,
+                       record: EvaluationRecord | None) -> None:
+        name = model or (record.model if record is not None else folder.resolve().name)
+        key = record.dataset_key if record is not None else (dataset or folder.name)
+        add(key, name, DatasetFiles.beside(_score_file_of(folder)), folder)
+        if record is None:
+            notes.append(
+                f"{folder}: no readable evaluation.json, so the anomaly maps cannot be found "
+                "again; PIMO curves and heatmaps are skipped for this folder."
+            )
+            return
+        missing = record.missing_files()
+        if missing:
+            moved.append(f"{name} on {key}: {missing}")
+
+    for model, path in given:
         if path.is_file() and path.name == "aupimos.json":
             path = path.parent.parent if path.parent.name == "aupimo" else path.parent
         if not path.exists():
             raise PimoValueError(
                 f"{path} does not exist; give a `pimo evaluate` output folder (with "
-                "aupimo/aupimos.json) or a `pimo compare` root."
+                "aupimo/aupimos.json), one model's folder of categories or a `pimo compare` "
+                "root."
             )
-        if (path / "aupimo" / "aupimos.json").is_file():
-            model = path.resolve().name
-            dataset = _evaluation_dataset_key(path)
-            add(dataset, model, DatasetFiles.beside(path / "aupimo" / "aupimos.json"), path)
-            if not (path / "evaluation.json").is_file():
-                notes.append(
-                    f"{path}: no evaluation.json, so the anomaly maps cannot be found again; "
-                    "PIMO curves and heatmaps are skipped for this folder."
-                )
+        if _score_file_of(path).is_file():
+            add_evaluation(path, model, None, _read_record(path))
             continue
         if not path.is_dir():
             raise PimoValueError(
                 f"{path} is neither a folder nor a score file; give a `pimo evaluate` output "
-                "folder or a `pimo compare` root."
+                "folder, one model's folder of categories or a `pimo compare` root."
+            )
+        dataset_folders = _dataset_folders(path)
+        if dataset_folders:  # one model's categories: <collection>/<dataset>/aupimo/...
+            records = [_read_record(folder) for folder in dataset_folders]
+            if model is None:
+                recorded = {record.model for record in records if record is not None}
+                only_one = len(recorded) == 1 and all(r is not None for r in records)
+                model = recorded.pop() if only_one else path.resolve().name
+            for folder, record in zip(dataset_folders, records, strict=True):
+                add_evaluation(folder, model, f"{folder.parent.name}/{folder.name}", record)
+            continue
+        if model is not None:
+            raise PimoValueError(
+                f"Model {model!r}: {path} holds neither aupimo/aupimos.json nor "
+                "<collection>/<dataset>/aupimo/aupimos.json; give a `pimo evaluate` output "
+                "folder or one model's folder of categories."
             )
         try:
             tree = find_score_files(path)
         except PimoError as error:
             raise PimoValueError(
-                f"{path} holds no score file: neither aupimo/aupimos.json nor "
+                f"{path} holds no score file: neither aupimo/aupimos.json, "
+                "<collection>/<dataset>/aupimo/aupimos.json nor "
                 f"<model>/<collection>/<dataset>/aupimo/aupimos.json ({error})."
             ) from error
         for dataset, by_model in tree.files.items():
-            for model, entry in by_model.items():
-                add(dataset, model, entry, path)
-    models = tuple(sorted({model for by_model in files.values() for model in by_model}))
-    return ReportSources(tree=ScoreTree(files=files, models=models), notes=notes)
+            for name, entry in by_model.items():
+                add(dataset, name, entry, path)
+                record_path = find_evaluation(entry.aupimo)
+                record = None if record_path is None else _read_record(record_path.parent)
+                missing = None if record is None else record.missing_files()
+                if missing:
+                    moved.append(f"{name} on {dataset}: {missing}")
+    names = tuple(sorted({model for by_model in files.values() for model in by_model}))
+    return ReportSources(tree=ScoreTree(files=files, models=names), notes=notes + moved,
+                         moved=moved)
 
 
 # =============================================================================================
@@ -499,6 +559,7 @@ def build_report(
     sources: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
+    models: Mapping[str, str | os.PathLike[str]] | None = None,
     title: str = "AUPIMO report",
     test: str = "wilcoxon",
     level: float = 0.95,
@@ -510,9 +571,12 @@ def build_report(
     Parameters
     ----------
     sources : path or iterable of paths
-        ``pimo evaluate`` output folders and/or ``pimo compare`` roots (published layout).
+        ``pimo evaluate`` output folders, models' folders of categories and/or ``pimo
+        compare`` roots (published layout), see :func:`collect_sources`.
     output : path
         The HTML file, or a folder (then ``report.html`` in it; created when missing).
+    models : mapping of str to path, optional
+        More sources with their model's name (``pimo report --model NAME=PATH``).
     title : str
         The report's title.
     test : {"wilcoxon", "ttest"}
@@ -528,10 +592,18 @@ def build_report(
     -------
     Path
         The file written.
+
+    Warns
+    -----
+    PimoWarning
+        For each model and dataset whose maps, images or masks named in ``evaluation.json``
+        no longer exist (their heatmaps are skipped; the report says so too).
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
-    collected = collect_sources(sources)
+    collected = collect_sources(sources, models)
+    for message in collected.moved:
+        warnings.warn(message, PimoWarning, stacklevel=2)
     target = _resolve_output(output)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
