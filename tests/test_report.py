@@ -213,6 +213,11 @@ def test_cli_report_and_show(evaluations: dict[str, Path], tmp_path: Path,
     assert cli_main(["show", str(evaluations["model_a"]), "crack/003.png", "-o", str(png)]) == 0
     with Image.open(png) as picture:
         assert picture.width > 400 and picture.height > 200
+    normal = tmp_path / "normal.png"  # a normal image: heatmap and FPs at the two bounds
+    assert cli_main(["show", str(evaluations["model_a"]), "good/002.png", "-o",
+                     str(normal)]) == 0, capsys.readouterr().err
+    with Image.open(normal) as picture:
+        assert picture.width > 400 and picture.height > 200
     assert cli_main(["show", str(evaluations["model_a"]), "nothing.png"]) == 2
     assert "No evaluated image matches" in capsys.readouterr().err
     assert cli_main(["show", str(tmp_path), "0"]) == 2
