@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -18,7 +19,15 @@ import click
 
 from pimo.evaluate import EvaluationResult, ProgressHook
 
-__all__ = ["RichProgress", "evaluate_command", "print_summary", "run_evaluations"]
+__all__ = [
+    "LineProgress",
+    "RichProgress",
+    "evaluate_command",
+    "is_interactive",
+    "print_summary",
+    "progress_for",
+    "run_evaluations",
+]
 
 FULL_RESOLUTION_NOTE = (
     "Evaluated at a fixed resolution of {h}x{w}: these numbers are NOT comparable with "
@@ -59,6 +68,48 @@ class RichProgress(ProgressHook):
         """Advance the current bar."""
         if self._task is not None:
             self._progress.advance(self._task, count)
+
+
+class LineProgress(ProgressHook):
+    """Progress as plain lines on stderr, for logs and CI (a context manager).
+
+    One line when a stage starts (``"bottle: normal images (83 images)"``) and one when the work
+    is done (``"bottle: done in 12.3 s"``); no line per image, no control characters.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._started = 0.0
+
+    def __enter__(self) -> LineProgress:
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if kind is None:
+            elapsed = time.perf_counter() - self._started
+            click.echo(f"{self.label}: done in {elapsed:.1f} s", err=True)
+
+    def start(self, stage: str, total: int) -> None:
+        """Say that ``stage`` begins, with its number of images."""
+        click.echo(f"{self.label}: {stage} ({total} images)", err=True)
+
+
+def is_interactive() -> bool:
+    """Whether stdout and stderr are both terminals (then a live progress bar is drawn)."""
+    return all(stream is not None and stream.isatty() for stream in (sys.stdout, sys.stderr))
+
+
+def progress_for(label: str, *, quiet: bool = False) -> RichProgress | LineProgress:
+    """The progress display of one piece of work.
+
+    A live bar on a terminal; one line per stage when the output goes to a log or a pipe
+    (CI); nothing with ``quiet``.
+    """
+    if quiet or is_interactive():
+        return RichProgress(label, enabled=not quiet)
+    return LineProgress(label)
 
 
 def _parse_resolution(text: str | None) -> tuple[int, int] | None:
@@ -145,7 +196,8 @@ def run_evaluations(
     done = []
     for category, folder in plan:
         label = category or layout.name
-        with RichProgress(label, enabled=not quiet) as progress:
+        label = f"{model_name}/{label}" if model_name else label
+        with progress_for(label, quiet=quiet) as progress:
             result = evaluate_dataset(
                 layout, maps, category=category, fpr_bounds=fpr_bounds, resolution=resolution,
                 mask_threshold=mask_threshold, skip_missing=skip_missing,

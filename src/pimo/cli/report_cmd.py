@@ -60,6 +60,7 @@ def report_command(
         written = build_report(
             results, output, models=_parse_model_specs(model_specs), title=title, test=test,
             max_samples=max_samples, curves=not no_curves and max_samples > 0,
+            progress=lambda line: click.echo(f"report: {line}", err=True),
         )
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)

@@ -565,6 +565,7 @@ def build_report(
     level: float = 0.95,
     max_samples: int = 8,
     curves: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the HTML report of some results.
 
@@ -587,6 +588,9 @@ def build_report(
         Most images per dataset shown as PIMO curves and heatmaps.
     curves : bool
         False: skip the PIMO curves and heatmaps (faster).
+    progress : callable, optional
+        Called with one line per dataset as its section is drawn (e.g.
+        ``"mvtec/bottle (2/15)"``), for logs.
 
     Returns
     -------
@@ -612,7 +616,7 @@ def build_report(
                                      if str(w.message) not in benchmark.notes]
     notes += list(benchmark.notes)
     content, nav = _pages(benchmark, collected.tree, level=level, max_samples=max_samples,
-                          curves=curves, notes=notes)
+                          curves=curves, notes=notes, progress=progress)
     subtitle = (
         f"{len(benchmark.datasets)} dataset(s), {len(collected.tree.models)} model(s)"
     )
@@ -622,7 +626,7 @@ def build_report(
 
 def _pages(
     benchmark: BenchmarkComparison, tree: ScoreTree, *, level: float, max_samples: int,
-    curves: bool, notes: Sequence[str],
+    curves: bool, notes: Sequence[str], progress: Callable[[str], None] | None = None,
 ) -> tuple[str, str]:
     sections: list[str] = []
     summary_parts = ['<section class="page" id="summary"><h2>Summary across datasets</h2>']
@@ -638,7 +642,9 @@ def _pages(
     sections.append("".join(summary_parts))
 
     groups: dict[str, list[str]] = {}
-    for dataset, comparison in benchmark.datasets.items():
+    for position, (dataset, comparison) in enumerate(benchmark.datasets.items(), start=1):
+        if progress is not None:
+            progress(f"{dataset} ({position}/{len(benchmark.datasets)})")
         groups.setdefault(dataset.split("/", 1)[0] if "/" in dataset else "", []).append(dataset)
         anchor = _anchor(dataset)
         parts = [f'<section class="page dataset" id="{anchor}"><h2>{_e(dataset)}</h2>']
