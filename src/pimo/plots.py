@@ -53,6 +53,7 @@ __all__ = [
     "BOUND_FP_COLORS",
     "FP_LEVELS",
     "FP_LEVEL_COLORS",
+    "aupimo_colour_stops",
     "aupimo_overlay",
     "bound_false_positive_masks",
     "compose_fp_levels",
@@ -578,6 +579,22 @@ def aupimo_overlay(
         overlay[red] = colormaps["Reds"](_CMAP_START + span * np.clip(fraction, 0, 1))
         overlay[red, 3] = alpha
     return overlay
+
+
+def aupimo_colour_stops(num: int = 5) -> tuple[list[str], list[str]]:
+    """Hex colours along the two scales of :func:`aupimo_overlay` (for a legend).
+
+    Returns
+    -------
+    (list of str, list of str)
+        ``num`` blues (between the thresholds) and ``num`` reds (above the upper one), from
+        the lowest to the highest score.
+    """
+    from matplotlib.colors import to_hex
+
+    positions = np.linspace(_CMAP_START, _CMAP_STOP, num)
+    return ([to_hex(colormaps["Blues"](p)) for p in positions],
+            [to_hex(colormaps["Reds"](p)) for p in positions])
 
 
 def mask_contour(mask: np.ndarray, width: int = 2) -> np.ndarray:
