@@ -433,8 +433,8 @@ def _confidence_table(dataset: str, comparison: DatasetComparison, level: float)
     models = comparison.models
     rows = []
     for position, model_a in enumerate(models, start=1):
-        cells = [f'<th scope="row" class="text"><span class="position">{position}</span> '
-                 f"{_model_html(model_a)}</th>"]
+        cells = [f'<th scope="row" class="text" data-sort="{position}">'
+                 f'<span class="position">{position}</span> {_model_html(model_a)}</th>']
         for model_b in models:
             if model_a == model_b:
                 cells.append('<td data-sort="">–</td>')
