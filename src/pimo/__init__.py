@@ -2,9 +2,15 @@
 
 The public API. Per-image metrics: :func:`aupimo`, :func:`auimo`, :func:`pimo_curves`; score
 files: :func:`load_aupimo` and :meth:`AupimoResult.save`.
+
+The sub-modules :mod:`pimo.stats` (model comparison), :mod:`pimo.streaming` (one image at a
+time) and :mod:`pimo.plots` (matplotlib figures) are attributes of the package, imported on
+first access, so ``import pimo`` stays fast and does not import matplotlib.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
 
 try:
     __version__ = version("pimo")
@@ -42,6 +48,21 @@ from pimo.results import (
     save_value,
 )
 from pimo.setmetrics import SetMetricsResult, aupro, auroc, label_regions, set_metrics
+
+#: Sub-modules imported on first access as ``pimo.<name>``.
+_LAZY_SUBMODULES = ("plots", "stats", "streaming")
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Import :data:`_LAZY_SUBMODULES` on first access (``pimo.stats``, ...)."""
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"pimo.{name}")
+    raise AttributeError(f"module 'pimo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_SUBMODULES})
+
 
 __all__ = [
     "AuimoResult",

@@ -330,7 +330,8 @@ def shape_mismatch_message(where: str, map_shape: tuple[int, ...],
     return (
         f"The anomaly map of {where} has shape {map_shape} but its mask has shape "
         f"{mask_shape}. Resize the map to the mask's resolution (bilinear, as the paper "
-        "prescribes) before evaluating."
+        "prescribes: pimo.data.resize.resize_bilinear, or `pimo aupimo --resize`) before "
+        "evaluating."
     )
 
 
@@ -393,9 +394,11 @@ def _check_mask_values(flat: np.ndarray, index: int, paths: Sequence[str] | None
     if np.any(bad):
         values = np.unique(flat[bad])[:5]
         hint = (
-            " It looks like a 0/255 image: divide by 255 or compare with > 0."
+            " It looks like a 0/255 image: divide by 255 or compare with > 0 (`pimo aupimo "
+            "--mask-threshold 0`)."
             if np.all(np.isin(np.unique(flat), (0, 1, 255)))
-            else " If the mask was saved lossily (e.g. JPEG), binarise it with a threshold."
+            else " If the mask is soft or was saved lossily (e.g. JPEG), binarise it with a "
+            "threshold, e.g. mask > 0.5 (`pimo aupimo --mask-threshold 0.5`)."
         )
         raise MaskValueError(
             f"The mask of {describe_image(index, paths)} holds values other than 0 and 1 "

@@ -81,6 +81,7 @@ __all__ = [
     "EvaluationResult",
     "ProgressHook",
     "SavedFiles",
+    "default_model_name",
     "evaluate_dataset",
 ]
 
@@ -95,6 +96,22 @@ SET_METRIC_LIMITS = (0.3, 0.05)
 SET_METRICS_BUFFER_BYTES = 256 * 2**20
 _FORMAT = "pimo-evaluation"
 _FORMAT_VERSION = 1
+
+
+_STACKED_SUFFIXES = (".npz", ".pt", ".pth", ".npy")
+
+
+def default_model_name(maps_location: str | os.PathLike[str], category: str = "") -> str:
+    """The model name recorded when none is given: the maps folder's name.
+
+    A stacked file gives its name without suffix. A folder or file named like the category
+    (``maps/patchcore/bottle``) gives its parent's name (``patchcore``).
+    """
+    location = Path(maps_location)
+    name = location.stem if location.suffix.lower() in _STACKED_SUFFIXES else location.name
+    if name == category and location.parent.name:
+        name = location.parent.name
+    return name or "model"
 
 
 class ProgressHook:
@@ -181,6 +198,9 @@ class EvaluationResult:
         resized to that size, and the numbers are not comparable with full-resolution ones.
     mask_threshold : float or None
         The binarisation threshold of the masks (None: ``> 0`` on clean masks).
+    model : str or None
+        The model's name (``pimo evaluate --model-name``); None: :attr:`model_name` falls
+        back to :func:`default_model_name` of the maps' location.
     """
 
     aupimo: AupimoResult
@@ -195,6 +215,12 @@ class EvaluationResult:
     skipped: list[Problem] = field(default_factory=list)
     resolution: tuple[int, int] | None = None
     mask_threshold: float | None = None
+    model: str | None = None
+
+    @property
+    def model_name(self) -> str:
+        """:attr:`model`, or the maps folder's name when none was given."""
+        return self.model or default_model_name(self.maps_location, self.category)
 
     @property
     def paths(self) -> list[str]:
@@ -211,10 +237,11 @@ class EvaluationResult:
     def to_dict(self, run: EvaluationRun | None = None) -> dict[str, Any]:
         """The ``evaluation.json`` payload.
 
-        Fields: ``format``/``version``; ``dataset`` (``layout``, absolute ``root``,
-        ``category``); ``maps`` (absolute ``location``, ``kind``); ``resolution`` (``"full"``
-        or ``[H, W]``); ``mask_threshold``; ``fpr_bounds``; ``thresh_bounds`` (thresholds at
-        shared FPR = U and = L); ``files`` (the score files, relative to the folder);
+        Fields: ``format``/``version``; ``model`` (:attr:`model_name`); ``dataset``
+        (``layout``, absolute ``root``, ``category``); ``maps`` (absolute ``location``,
+        ``kind``); ``resolution`` (``"full"`` or ``[H, W]``); ``mask_threshold``;
+        ``fpr_bounds``; ``thresh_bounds`` (thresholds at shared FPR = U and = L); ``files``
+        (the score files, relative to the folder);
         ``set_metrics``; ``images`` (per image, in score order: ``path`` and ``mask``
         relative to the dataset root, ``map`` relative to the maps folder or as stored in the
         stacked file with ``map_row``, ``anomalous``, ``size``); ``skipped``; ``run`` (``id``
@@ -228,6 +255,7 @@ class EvaluationResult:
         return {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
+            "model": self.model_name,
             "dataset": {
                 "layout": self.layout,
                 "root": str(self.dataset_root.resolve()),

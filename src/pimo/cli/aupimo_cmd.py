@@ -60,6 +60,43 @@ def _load_stack(path: Path, keys: tuple[str, ...], what: str) -> tuple[Any, list
         ) from error
 
 
+def binarise_masks(masks: Any, threshold: float) -> np.ndarray:
+    """``masks > threshold``: binary masks from 0/255 images or soft masks."""
+    return np.asarray(masks) > threshold
+
+
+def resize_maps_to_masks(anomaly_maps: Any, masks: Any) -> list[np.ndarray]:
+    """Each map resized to its mask's (H, W), bilinear as torch's interpolate.
+
+    Uses :func:`pimo.data.resize.resize_bilinear` (``align_corners=False``, the paper's
+    protocol); a map already at its mask's size is kept as it is.
+
+    Raises
+    ------
+    ShapeMismatchError
+        When the counts differ or an image is not 2-D.
+    """
+    from pimo._validate import ShapeMismatchError
+    from pimo.data.resize import resize_bilinear
+
+    if len(anomaly_maps) != len(masks):
+        raise ShapeMismatchError(
+            f"Got {len(anomaly_maps)} anomaly maps but {len(masks)} masks; pass exactly one "
+            "mask per anomaly map, in the same order."
+        )
+    resized = []
+    for index, (anomaly_map, mask) in enumerate(zip(anomaly_maps, masks, strict=True)):
+        anomaly_map, mask = np.asarray(anomaly_map), np.asarray(mask)
+        if anomaly_map.ndim != 2 or mask.ndim != 2:
+            raise ShapeMismatchError(
+                f"--resize works on 2-D images, but image {index} has a map of shape "
+                f"{anomaly_map.shape} and a mask of shape {mask.shape}.",
+                image_index=index,
+            )
+        resized.append(resize_bilinear(anomaly_map, mask.shape))
+    return resized
+
+
 def _print_summary(result: Any, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -92,19 +129,28 @@ def _print_summary(result: Any, title: str) -> None:
 @click.option("--num-thresholds", type=int, default=None,
               help="Grid mode with K thresholds (reproduces the official implementation); "
                    "default: exact mode.")
+@click.option("--mask-threshold", type=float, default=None, metavar="T",
+              help="Binarise the masks: pixels > T are anomalous (e.g. 0 for 0/255 masks, "
+                   "0.5 for soft masks); by default masks must be 0/1 or bool.")
+@click.option("--resize", is_flag=True,
+              help="Resize each map to its mask's size first (bilinear, as torch's "
+                   "interpolate with align_corners=False, the paper's protocol).")
 @click.option("--auimo", "with_auimo", is_flag=True,
               help="Score with the IoU curve (AUIMO) instead of the TPR.")
 @click.option("--example", is_flag=True,
               help="Run on a small generated example instead of MAPS and MASKS.")
 def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
                    fpr_bounds: tuple[float, float], num_thresholds: int | None,
-                   with_auimo: bool, example: bool) -> None:
+                   mask_threshold: float | None, resize: bool, with_auimo: bool,
+                   example: bool) -> None:
     """Per-image AUPIMO of MAPS and MASKS (.npy/.npz stacks of shape (N, H, W)).
 
     Prints the mean, std and P33 over anomalous images and, with -o, writes the per-image
-    score file. Masks: all-zero = normal image. Example:
+    score file. Masks: all-zero = normal image. Maps must have their masks' size (or give
+    --resize); masks must be binary (or give --mask-threshold). Example:
 
         pimo aupimo maps.npy masks.npy -o aupimo/aupimos.json
+        pimo aupimo small_maps.npy masks_0_255.npy --resize --mask-threshold 0
     """
     import pimo
     from pimo._io import check_output_file
@@ -124,6 +170,10 @@ def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
         ground_truth, mask_paths = _load_stack(masks, _MASK_KEYS, "masks")
         paths = paths or mask_paths
         title = f"{'AUIMO' if with_auimo else 'AUPIMO'} of {maps}"
+    if mask_threshold is not None:
+        ground_truth = binarise_masks(ground_truth, mask_threshold)
+    if resize:
+        anomaly_maps = resize_maps_to_masks(anomaly_maps, ground_truth)
     metric = pimo.auimo if with_auimo else pimo.aupimo
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pimo.PimoWarning)

@@ -23,6 +23,9 @@ def render_image_diagnosis(
 ) -> Path:
     """Write the PNG of one image's PIMO curve next to its heatmap.
 
+    For a normal image (no PIMO curve) its false positives at the thresholds of the two FPR
+    bounds are drawn instead of the curve (:func:`pimo.plots.plot_bound_false_positives`).
+
     Parameters
     ----------
     evaluation : path
@@ -63,8 +66,9 @@ def render_image_diagnosis(
     record.check_matches(result)
     index = record.index_of(str(image))
     source = record.open_maps()
-    try:
-        curves = record.curves_for(source, result, [index])
+    normal = result.image_classes[index] != 1
+    try:  # a normal image has no PIMO curve: its false positives at the bounds are drawn
+        curves = None if normal else record.curves_for(source, result, [index])
         sample = record.load_sample(source, index)
     finally:
         source.close()
