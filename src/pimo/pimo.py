@@ -164,41 +164,39 @@ class SharedFprCurve:
 
         Notes
         -----
-        :math:`F_{sh}(v) = \frac{1}{|Y_0|}\sum_j |\{p : a_j[p] \ge v\}| / M_j` is exact for every
-        ``v >= max_j cut_j``; callers guarantee that the tails cover the range they need.
+        The shared FPR is computed from integer counts: with the normal images grouped by
+        pixel count :math:`M_g` and :math:`c_g(v)` the number of their scores ``>= v``,
+
+        .. math::
+
+            F_{sh}(v) = \sum_g \frac{c_g(v)}{|Y_0| \, M_g},
+
+        one correctly rounded division when every image has the same size, so ``F_sh`` equals
+        a bound such as ``1e-4`` exactly where the definition says so (a float sum of
+        ``1/M`` steps would not). Exact for every ``v >= max_j cut_j``; callers guarantee
+        that the tails cover the range they need.
         """
+        tail_counts = np.asarray(tail_counts, dtype=np.int64)
+        num_pixels = np.asarray(num_pixels, dtype=np.int64)
         num_normal = int(tail_counts.shape[0])
-        weights = np.repeat(1.0 / num_pixels.astype(np.float64), tail_counts)
-        return cls.from_weighted_values(
-            tail_values, weights, num_normal=num_normal,
-            max_normal_pixels=int(num_pixels.max()), complete=complete,
-        )
-
-    @classmethod
-    def from_weighted_values(
-        cls,
-        values: np.ndarray,
-        weights: np.ndarray,
-        *,
-        num_normal: int,
-        max_normal_pixels: int,
-        complete: bool,
-    ) -> SharedFprCurve:
-        r"""Build the curve from normal scores, each weighing ``1 / M_j`` of its image.
-
-        :math:`F_{sh}(v) = \frac{1}{|Y_0|} \sum_{\text{scores } s \ge v} w_s`.
-        """
-        distinct, inverse = np.unique(np.asarray(values, dtype=np.float64), return_inverse=True)
-        weight_per_value = np.bincount(inverse, weights=weights, minlength=distinct.shape[0])
-        thresholds = distinct[::-1].copy()
-        shared_fpr = np.cumsum(weight_per_value[::-1]) / num_normal
-        if complete and shared_fpr.shape[0]:
+        distinct, inverse = np.unique(np.asarray(tail_values, dtype=np.float64),
+                                      return_inverse=True)
+        num_distinct = distinct.shape[0]
+        sizes, group_of_image = np.unique(num_pixels, return_inverse=True)
+        group_of_value = np.repeat(group_of_image, tail_counts)
+        shared_fpr = np.zeros(num_distinct, dtype=np.float64)
+        for group, size in enumerate(sizes.tolist()):
+            in_group = group_of_value == group
+            counts = np.bincount(inverse[in_group], minlength=num_distinct)[::-1]
+            at_least = np.cumsum(counts)  # scores >= each threshold, descending thresholds
+            shared_fpr += at_least / float(num_normal * size)
+        if complete and num_distinct:
             shared_fpr[-1] = 1.0  # every normal pixel is counted: exactly 1, not 1 - 1e-16
         return cls(
-            thresholds=thresholds,
+            thresholds=distinct[::-1].copy(),
             shared_fpr=shared_fpr,
             num_normal=num_normal,
-            max_normal_pixels=max_normal_pixels,
+            max_normal_pixels=int(num_pixels.max()) if num_normal else 0,
             complete=complete,
         )
 
