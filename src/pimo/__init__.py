@@ -1,6 +1,7 @@
 """pimo: exact, fast evaluation of anomaly localization.
 
-The public API. Per-image metrics: :func:`aupimo`, :func:`auimo`, :func:`pimo_curves`; score
+The public API. Per-image metrics: :func:`aupimo`, :func:`auimo`, :func:`pimo_curves`, and
+:class:`AupimoAccumulator` for batches in any order; score
 files: :func:`load_aupimo` and :meth:`AupimoResult.save`.
 """
 
@@ -16,6 +17,7 @@ from pimo._validate import (
     ConstantNormalMapsError,
     EmptyInputError,
     FprBoundsError,
+    IncompleteSummaryError,
     MaskValueError,
     NoAnomalousImageError,
     NonFiniteScoreError,
@@ -28,6 +30,7 @@ from pimo._validate import (
     ShapeMismatchError,
     UnreachableFprError,
 )
+from pimo.accumulate import AupimoAccumulator
 from pimo.data.problems import DatasetError
 from pimo.evaluate import EvaluationResult, evaluate_dataset
 from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
@@ -44,12 +47,14 @@ from pimo.setmetrics import SetMetricsResult, aupro, auroc, label_regions, set_m
 
 __all__ = [
     "AuimoResult",
+    "AupimoAccumulator",
     "AupimoResult",
     "ConstantNormalMapsError",
     "DatasetError",
     "EmptyInputError",
     "EvaluationResult",
     "FprBoundsError",
+    "IncompleteSummaryError",
     "IntegrationRange",
     "MaskValueError",
     "NoAnomalousImageError",

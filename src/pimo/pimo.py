@@ -287,15 +287,32 @@ def _raise_if_nonfinite(first_bad: np.ndarray, indices: np.ndarray, image_set: I
 def _constant_normal_check(image_set: ImageSet, normal: np.ndarray) -> None:
     """Raise :class:`ConstantNormalMapsError` if every normal map is constant."""
     minima, maxima, _ = _pimo_kernels.normal_min_max(image_set.maps, normal)
+    raise_if_constant_normal_maps(minima, maxima)
+
+
+def raise_if_constant_normal_maps(minima: np.ndarray, maxima: np.ndarray) -> None:
+    """Raise :class:`ConstantNormalMapsError` if every normal map's minimum equals its maximum.
+
+    Parameters
+    ----------
+    minima, maxima : ndarray, shape (n_normal,)
+        The smallest and largest score of each normal image.
+    """
     if np.all(minima == maxima):
         values = np.unique(minima)
         raise ConstantNormalMapsError(
-            f"All {normal.shape[0]} normal images have constant anomaly maps (values "
+            f"All {minima.shape[0]} normal images have constant anomaly maps (values "
             f"{', '.join(f'{v:g}' for v in values[:5])}), so the shared FPR only takes the "
             "values 0 and 1 and there is no threshold inside the FPR range. Check that the "
             "maps were produced by the model (not placeholders) and that they were not "
             "quantised or clipped to a constant."
         )
+
+
+def normalised_scores(areas: np.ndarray, fpr_bounds: tuple[float, float]) -> np.ndarray:
+    r"""Turn un-normalised areas into scores: :math:`\min(\max(A / \log(U/L), 0), 1)`."""
+    normaliser = math.log(fpr_bounds[1]) - math.log(fpr_bounds[0])
+    return np.minimum(np.maximum(areas / normaliser, 0.0), 1.0)
 
 
 def _select_normal_tail(image_set: ImageSet, normal: np.ndarray, fpr_target: float
@@ -384,13 +401,12 @@ def _exact_scores(image_set: ImageSet, fpr_bounds: tuple[float, float], *, with_
     curve = _shared_fpr_curve(image_set, fpr_bounds[1])
     integration = _integration_range(image_set, curve, fpr_bounds)
     tpr_areas, iou_areas = _exact_areas(image_set, integration, with_iou=with_iou)
-    normaliser = math.log(fpr_bounds[1]) - math.log(fpr_bounds[0])
     anomalous = image_set.anomalous_indices
     tpr_scores = np.full(image_set.num_images, np.nan)
-    tpr_scores[anomalous] = np.minimum(np.maximum(tpr_areas / normaliser, 0.0), 1.0)
+    tpr_scores[anomalous] = normalised_scores(tpr_areas, fpr_bounds)
     iou_scores = np.full(image_set.num_images, np.nan)
     if with_iou:
-        iou_scores[anomalous] = np.minimum(np.maximum(iou_areas / normaliser, 0.0), 1.0)
+        iou_scores[anomalous] = normalised_scores(iou_areas, fpr_bounds)
     return tpr_scores, iou_scores, integration
 
 
