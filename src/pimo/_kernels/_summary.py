@@ -3,7 +3,9 @@
 Images come as one flat array of all pixels plus ``offsets`` (image i is
 ``flat[offsets[i]:offsets[i+1]]``). For each image the summary is its mask scores (all of them)
 followed by its ``budget`` highest non-mask scores, ties completed (every non-mask score ``>=``
-the ``budget``-th highest). Two passes, parallel over images, O(pixels) each:
+the ``budget``-th highest). ``sampled_summaries`` does it in one pass per image (parallel over
+images) from a sampled estimate of the cut; the images whose estimate missed take two exact
+passes, O(pixels) each:
 
 1. ``tail_cut_bins``: a 65,536-bin histogram of the non-mask scores' sort keys (top 16 bits)
    finds the bin where the ``budget`` highest scores start; NaN/inf pixels are located.
@@ -19,7 +21,14 @@ from numba import prange
 
 from pimo._kernels._common import is_nonfinite_bits, key_of_bits
 
-__all__ = ["KEEP_ALL", "KEEP_NONE", "NUM_CUT_BINS", "collect_summaries", "tail_cut_bins"]
+__all__ = [
+    "KEEP_ALL",
+    "KEEP_NONE",
+    "NUM_CUT_BINS",
+    "collect_summaries",
+    "sampled_summaries",
+    "tail_cut_bins",
+]
 
 NUM_CUT_BINS = 1 << 16
 KEEP_ALL = -1  # cut bin meaning "every non-mask score"
@@ -138,3 +147,90 @@ def collect_summaries(maps, bits, masks, offsets, positive_counts, cut_bins, bud
             write_tail = keep
         kept[image] = write_tail - out_offsets[image]
     return kept
+
+
+@nb.njit(parallel=True, cache=True)
+def sampled_summaries(maps, masks, offsets, positive_counts, budgets, out_offsets, out,
+                      sample_span, sample_run):  # pragma: no cover - compiled
+    """One pass per image: mask scores, and the top ``budget`` non-mask scores via a sample.
+
+    A sample (the first ``sample_run`` pixels of every ``sample_span``) estimates a score
+    ``e`` above which about twice ``budget`` non-mask scores lie; one pass then writes the mask
+    scores to ``out[out_offsets[i]:]`` and the non-mask scores ``>= e`` after them (at most
+    ``capacity = out_offsets[i+1] - out_offsets[i] - positive_counts[i]`` of them); a selection
+    among those finds the exact ``budget``-th highest, and every non-mask score ``>=`` it is
+    kept (ties completed). ``budget >= capacity`` (or ``>=`` the non-mask pixels) keeps them all.
+
+    Returns
+    -------
+    kept : int64 (N,)
+        Values written for image i (mask scores included), or -1 when the estimate missed
+        (fewer than ``budget`` scores above it, or more than the capacity): that image needs
+        :func:`tail_cut_bins` and :func:`collect_summaries`.
+    first_bad : int64 (N,)
+        Position in its image of the first NaN/inf pixel, or -1.
+    """
+    num_images = offsets.shape[0] - 1
+    kept = np.empty(num_images, dtype=np.int64)
+    first_bad = np.full(num_images, -1, dtype=np.int64)
+    for image in prange(num_images):
+        start = offsets[image]
+        stop = offsets[image + 1]
+        num_positive = positive_counts[image]
+        budget = budgets[image]
+        num_negative = stop - start - num_positive
+        capacity = out_offsets[image + 1] - out_offsets[image] - num_positive
+        estimate = -np.inf
+        if 0 < budget < num_negative and capacity < num_negative:
+            num_sampled = 0
+            for block in range(start, stop, sample_span):
+                for p in range(block, min(block + sample_run, stop)):
+                    num_sampled += masks[p] == 0
+            sample = np.empty(num_sampled, dtype=maps.dtype)
+            write = 0
+            for block in range(start, stop, sample_span):
+                for p in range(block, min(block + sample_run, stop)):
+                    if masks[p] == 0:
+                        sample[write] = maps[p]
+                        write += 1
+            rank = int(2.0 * budget * num_sampled / num_negative) + 8
+            if rank < num_sampled:
+                estimate = np.partition(sample, num_sampled - rank)[num_sampled - rank]
+        write_positive = out_offsets[image]
+        tail_start = write_positive + num_positive
+        write_tail = tail_start
+        tail_stop = tail_start + capacity
+        num_candidates = 0
+        bad = -1
+        for p in range(start, stop):
+            value = maps[p]
+            if not np.isfinite(value):
+                if bad < 0:
+                    bad = p - start
+                continue
+            if masks[p]:
+                out[write_positive] = value
+                write_positive += 1
+            elif budget > 0 and value >= estimate:
+                if write_tail < tail_stop:
+                    out[write_tail] = value
+                    write_tail += 1
+                num_candidates += 1
+        first_bad[image] = bad
+        if budget == 0:
+            kept[image] = num_positive
+        elif num_candidates > capacity or (num_candidates < budget
+                                           and num_candidates < num_negative):
+            kept[image] = -1
+        else:
+            if num_candidates > budget:
+                kth = num_candidates - budget
+                cut = np.partition(out[tail_start:write_tail], kth)[kth]
+                keep = tail_start
+                for q in range(tail_start, write_tail):
+                    if out[q] >= cut:
+                        out[keep] = out[q]
+                        keep += 1
+                write_tail = keep
+            kept[image] = write_tail - out_offsets[image]
+    return kept, first_bad
