@@ -65,9 +65,10 @@ __all__ = ["AupimoAccumulator"]
 MIN_NORMAL_FACTOR = 64
 # anomalous images keep this many times a normal image's tail of non-mask scores for AUIMO
 AUIMO_TAIL_FACTOR = 16
-# the tail's cut is estimated on a sample: the first SAMPLE_RUN pixels of every SAMPLE_SPAN
-SAMPLE_SPAN = 4096
-SAMPLE_RUN = 64
+# the tail's cut is estimated on a sample: the first SAMPLE_RUN pixels (one cache line of
+# float32) of every SAMPLE_SPAN, a prime so that the runs drift across the columns of any width
+SAMPLE_SPAN = 1031
+SAMPLE_RUN = 16
 # room for this many times the budget (plus the slack) of candidates above the estimate
 CAPACITY_FACTOR = 4
 CAPACITY_SLACK = 1024
