@@ -152,17 +152,6 @@ def _tail_budgets(num_pixels: np.ndarray, num_positive: np.ndarray, normal_facto
     return np.minimum(budgets, num_pixels).astype(np.int64)
 
 
-def _flat_arrays(image_set: ImageSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One flat array of all scores, one of all mask values, and the image offsets."""
-    offsets = np.zeros(image_set.num_images + 1, dtype=np.int64)
-    np.cumsum(image_set.num_pixels, out=offsets[1:])
-    maps = list(image_set.maps)
-    masks = list(image_set.masks)
-    flat_maps = maps[0] if len(maps) == 1 else np.concatenate(maps)
-    flat_masks = masks[0] if len(masks) == 1 else np.concatenate(masks)
-    return flat_maps, flat_masks, offsets
-
-
 def _exact_tails(flat_maps: np.ndarray, flat_masks: np.ndarray, offsets: np.ndarray,
                  images: np.ndarray, num_positive: np.ndarray, budgets: np.ndarray
                  ) -> list[np.ndarray]:
@@ -196,7 +185,7 @@ def _numpy_records(image_set: ImageSet, normal_factor: int, upper: float,
     ``CAPACITY_FACTOR * budget + CAPACITY_SLACK`` candidates); the rare images whose estimate
     missed take the two exact radix passes.
     """
-    flat_maps, flat_masks, offsets = _flat_arrays(image_set)
+    flat_maps, flat_masks, offsets = image_set.maps_flat, image_set.masks_flat, image_set.offsets
     num_positive = image_set.mask_counts.astype(np.int64)
     num_pixels = image_set.num_pixels.astype(np.int64)
     budgets = _tail_budgets(num_pixels, num_positive, normal_factor, upper, with_auimo)
