@@ -44,12 +44,12 @@ class AupimoStream:
     --------
     >>> import pimo
     >>> from pimo.streaming import AupimoStream
-    >>> maps, masks = pimo.make_example(4, 4, (128, 128))
+    >>> maps, masks = pimo.make_example(4, 4, (256, 256))
     >>> stream = AupimoStream(expected_num_normal=4)
     >>> for index in range(4):
     ...     stream.add_normal(index, maps[index])
     >>> for index in range(4, 8):
-    ...     stream.add_anomalous(index, maps[index], masks[index])
+    ...     _ = stream.add_anomalous(index, maps[index], masks[index])
     >>> bool(abs(stream.result().mean() - pimo.aupimo(maps, masks).mean()) < 1e-12)
     True
     """
