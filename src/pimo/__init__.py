@@ -40,7 +40,14 @@ from pimo.results import (
     load_value,
     save_value,
 )
-from pimo.setmetrics import SetMetricsResult, aupro, auroc, label_regions, set_metrics
+from pimo.setmetrics import (
+    SetMetricsAccumulator,
+    SetMetricsResult,
+    aupro,
+    auroc,
+    label_regions,
+    set_metrics,
+)
 
 __all__ = [
     "AuimoResult",
@@ -61,6 +68,7 @@ __all__ = [
     "PimoValueError",
     "PimoWarning",
     "ScoreFileError",
+    "SetMetricsAccumulator",
     "SetMetricsResult",
     "ShapeMismatchError",
     "SharedFprCurve",
