@@ -513,10 +513,12 @@ class SetMetricsAccumulator:
         Largest state allowed (default 4 GiB); beyond it ``update`` raises
         :class:`PimoValueError` with the numbers.
     dtype : numpy dtype, optional
-        Score dtype of the state, float32 or float64. By default float32 until a float64 (or
-        integer) batch arrives; the state is then re-keyed in float64, exactly (float32 scores
-        are float64 scores). Construct with ``dtype=np.float64`` when state dicts of workers
-        that may see float64 maps are concatenated (their arrays must share dtypes).
+        Score dtype of the state, float32 or float64. By default that of the first batch; when
+        a float64 (or integer) batch follows float32 ones, the state is re-keyed in float64,
+        exactly (float32 scores are float64 scores). A given dtype is fixed: float32 batches
+        are widened exactly into a float64 state, a float64 batch is refused by a float32 one.
+        State dicts are concatenated only between accumulators of the same dtype (their
+        arrays' dtypes differ): construct them all with the same ``dtype``.
 
     Notes
     -----
@@ -590,6 +592,7 @@ class SetMetricsAccumulator:
         self._connectivity = connectivity
         self._max_state_bytes = int(max_state_bytes)
         self._dtype: np.dtype | None = None if dtype is None else np.dtype(dtype)
+        self._fixed_dtype = dtype is not None
         if self._dtype is not None and self._dtype not in _kernels.KEY_LAYOUTS:
             raise PimoTypeError(f"dtype must be float32 or float64, got {self._dtype}.")
         self._num_chunks = max(1, min(int(nb.get_num_threads()), 64))
@@ -672,6 +675,13 @@ class SetMetricsAccumulator:
         if self._dtype is None:
             self._dtype = batch_dtype
         elif batch_dtype.itemsize > self._dtype.itemsize:
+            if self._fixed_dtype:
+                raise PimoTypeError(
+                    f"These anomaly maps are {batch_dtype} but the accumulator was constructed "
+                    f"with dtype={self._dtype}; narrowing would change the scores. Construct it "
+                    "with dtype=np.float64 (or dtype=None to re-key the state when a float64 "
+                    "batch arrives)."
+                )
             self._widen()
         batch = _Batch(image_set, self._dtype, self._connectivity, offset, self._num_chunks)
         piece = self._summarise(batch)
@@ -829,6 +839,11 @@ class SetMetricsAccumulator:
                     "the same settings."
                 )
         if other._dtype is not None and other._dtype.itemsize > self._state_dtype().itemsize:
+            if self._fixed_dtype:
+                raise PimoTypeError(
+                    f"Cannot merge a {other._dtype} state into an accumulator constructed with "
+                    f"dtype={self._dtype}: narrowing would change the scores. Construct it "
+                    "with dtype=np.float64 (or None).")
             self._widen()
         elif self._dtype is not None and other._dtype is not None and (
                 self._dtype.itemsize > other._dtype.itemsize):
@@ -907,11 +922,14 @@ class SetMetricsAccumulator:
                 "(float32 scores) or int64 (float64 scores) in both neg_low and pos_low.")
         data_dtype = by_state_low[low_dtype]
         requested = settings.pop("dtype", None)
-        dtype = data_dtype if requested is None else np.dtype(requested)
-        accumulator = cls(**settings, dtype=dtype if dtype.itemsize >= data_dtype.itemsize
-                          else data_dtype)
-        accumulator._dtype = data_dtype
+        accumulator = cls(**settings, dtype=requested)
+        if requested is not None and accumulator._state_dtype().itemsize < data_dtype.itemsize:
+            raise PimoTypeError(
+                f"The state holds {data_dtype} scores but dtype={requested!r} was asked for; "
+                "narrowing would change the scores. Pass dtype=np.float64 or None.")
         counts = arrays["counts"].astype(np.int64).reshape(-1)
+        if int(counts[0]) > 0 or requested is None and data_dtype == np.float64:
+            accumulator._dtype = data_dtype
         accumulator._num_images, accumulator._num_pixels, accumulator._num_regions = (
             int(value) for value in counts)
         accumulator._neg_hist = arrays["neg_hist"].astype(np.int64).reshape(-1)
@@ -936,7 +954,8 @@ class SetMetricsAccumulator:
         accumulator._add_dense(arrays["dense_bucket"].astype(np.int64).reshape(-1),
                                arrays["dense_counts"].astype(np.int64).reshape(
                                    -1, _kernels.NUM_BUCKETS))
-        if dtype.itemsize > data_dtype.itemsize:
+        if accumulator._state_dtype().itemsize > data_dtype.itemsize:
+            accumulator._dtype = data_dtype
             accumulator._widen()
         accumulator._after_growth()
         return accumulator
