@@ -786,18 +786,16 @@ class SetMetricsAccumulator:
         piece = self._pieces[0] if self._pieces else _Piece.empty(np.dtype(np.uint16))
         float32 = np.dtype(np.float32)
 
-        def keys64(bucket: np.ndarray, counts: np.ndarray, low: np.ndarray) -> np.ndarray:
-            keys32 = (np.repeat(bucket.astype(np.uint64), counts) << np.uint64(16)) | low
+        def keys64(bucket: np.ndarray, low: np.ndarray) -> np.ndarray:
+            keys32 = (bucket.astype(np.uint64) << np.uint64(16)) | low.astype(np.uint64)
             return _keys_of_floats(_floats_from_keys(keys32, float32))
 
-        neg_keys = [keys64(piece.bucket, piece.neg, piece.neg_low.astype(np.uint64))]
+        neg_keys = [keys64(np.repeat(piece.bucket, piece.neg), piece.neg_low)]
         for row, bucket in enumerate(self._dense_bucket.tolist()):
-            counts = self._dense[row]
-            lows = np.flatnonzero(counts).astype(np.uint64)
-            neg_keys.append(keys64(np.full(lows.shape, bucket), counts[lows.astype(np.int64)],
-                                   lows))
+            lows = np.repeat(np.arange(_kernels.NUM_BUCKETS), self._dense[row])
+            neg_keys.append(keys64(np.full(lows.shape, bucket), lows))
         neg_key = np.concatenate(neg_keys)
-        pos_key = keys64(piece.bucket, piece.pos, piece.pos_low.astype(np.uint64))
+        pos_key = keys64(np.repeat(piece.bucket, piece.pos), piece.pos_low)
         shift = np.uint64(64 - _kernels.BUCKET_BITS)
         low_mask = (np.uint64(1) << shift) - np.uint64(1)
         neg_bucket = (neg_key >> shift).astype(np.int64)
