@@ -926,7 +926,7 @@ class SetMetricsAccumulator:
                 f"The state holds {data_dtype} scores but dtype={requested!r} was asked for; "
                 "narrowing would change the scores. Pass dtype=np.float64 or None.")
         counts = arrays["counts"].astype(np.int64).reshape(-1)
-        if int(counts[0]) > 0 or requested is None and data_dtype == np.float64:
+        if int(counts[0]) > 0 or (requested is None and data_dtype == np.float64):
             accumulator._dtype = data_dtype
         accumulator._num_images, accumulator._num_pixels, accumulator._num_regions = (
             int(value) for value in counts)
