@@ -189,3 +189,14 @@ def test_dense_buckets_widening_and_compaction_with_many_pixels():
     restored = SetMetricsAccumulator.from_state_dict(state, fpr_limits=LIMITS)
     restored.update(maps[order[9:]], masks[order[9:]])
     assert_same(restored.compute(), reference)
+
+
+def test_float64_batch_after_normal_float32_images():
+    rng = np.random.default_rng(2)
+    maps = rng.random((4, 9, 7)).astype(np.float32)
+    masks = np.zeros(maps.shape, dtype=bool)
+    masks[2:, 3:6, 2:5] = True
+    accumulator = SetMetricsAccumulator(LIMITS)
+    accumulator.update(maps[:2], masks[:2])  # normal images only: no anomalous key yet
+    accumulator.update(maps[2:].astype(np.float64), masks[2:])
+    check_against_references(accumulator.compute(), maps, masks)

@@ -807,7 +807,7 @@ class SetMetricsAccumulator:
         self._pos_hist = np.bincount(pos_bucket, minlength=size).astype(np.int64)
         pos_weight = piece.pos_weight[pos_order]
         self._weight_hist = np.bincount(pos_bucket[pos_order], weights=pos_weight,
-                                        minlength=size)
+                                        minlength=size).astype(np.float64)
         present = np.flatnonzero(self._neg_hist + self._pos_hist).astype(np.int64)
         self._pieces = [] if present.shape[0] == 0 else [_Piece(
             present, self._neg_hist[present], self._pos_hist[present],
