@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+import pimo
 from pimo import setmetrics
 from pimo.setmetrics import SetMetricsAccumulator, set_metrics
 from tests.test_setmetrics import brute_force_aupro, flat, image_sets
@@ -200,3 +201,64 @@ def test_float64_batch_after_normal_float32_images():
     accumulator.update(maps[:2], masks[:2])  # normal images only: no anomalous key yet
     accumulator.update(maps[2:].astype(np.float64), masks[2:])
     check_against_references(accumulator.compute(), maps, masks)
+
+
+def sorted_keys_by_bucket(state):
+    """The multiset of (bucket, low key) of the normal and anomalous pixels of a state."""
+    out = []
+    for count, low in (("seg_neg", "neg_low"), ("seg_pos", "pos_low")):
+        buckets = np.repeat(state["seg_bucket"], state[count])
+        if state[low].dtype == np.int64:
+            keys = buckets * 2**48 + state[low].astype(np.int64) % 2**48
+        else:
+            keys = buckets * 2**16 + state[low].view(np.uint16).astype(np.int64)
+        out.append(np.sort(keys))
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(image_sets(), st.sampled_from(["2d", "channel", "3d"]))
+def test_device_summary_equals_the_numba_one(data, layout):
+    torch = pytest.importorskip("torch")
+    maps, masks = data
+    if layout == "3d":  # one volume per image
+        maps, masks = [m[None] for m in maps], [y[None] for y in masks]
+    shapes = {m.shape for m in maps}
+    if len(shapes) > 1:  # a tensor batch holds images of one size: pad to the largest
+        target = tuple(max(side) for side in zip(*shapes, strict=True))
+        maps = [np.pad(m, [(0, t - s) for s, t in zip(m.shape, target, strict=True)],
+                       constant_values=-3.0) for m in maps]
+        masks = [np.pad(y, [(0, t - s) for s, t in zip(y.shape, target, strict=True)])
+                 for y in masks]
+    maps, masks = np.stack(maps), np.stack(masks)
+    if layout == "channel":
+        maps, masks = maps[:, None], masks[:, None]
+    maps[0].flat[0] = -0.0  # negative zero has the key of zero
+    host = SetMetricsAccumulator(LIMITS)
+    host.update(maps, masks)
+    device = SetMetricsAccumulator(LIMITS)
+    device._update_on_device(torch.from_numpy(maps), torch.from_numpy(masks), None)
+    host_state, device_state = host.state_dict(), device.state_dict()
+    for name in ("neg_hist", "pos_hist", "counts", "seg_bucket", "seg_neg", "seg_pos"):
+        np.testing.assert_array_equal(host_state[name], device_state[name])
+    np.testing.assert_allclose(host_state["pos_weight_hist"], device_state["pos_weight_hist"],
+                               rtol=1e-14)
+    for host_keys, device_keys in zip(sorted_keys_by_bucket(host_state),
+                                      sorted_keys_by_bucket(device_state), strict=True):
+        np.testing.assert_array_equal(host_keys, device_keys)
+    assert_same(device.compute(), host.compute())
+
+
+def test_device_path_errors_name_the_image():
+    torch = pytest.importorskip("torch")
+    maps = np.random.default_rng(0).random((3, 5, 5)).astype(np.float32)
+    masks = np.zeros(maps.shape, dtype=bool)
+    masks[2, 1:3, 1:3] = True
+    accumulator = SetMetricsAccumulator()
+    accumulator.update(maps, masks)
+    maps[1, 2, 2] = np.nan
+    with pytest.raises(pimo.NonFiniteScoreError, match=r"image 4 \('b'\).*pixel 12"):
+        accumulator._update_on_device(torch.from_numpy(maps), masks, ["a", "b", "c"])
+    with pytest.raises(pimo.MaskValueError, match="image 5"):
+        accumulator._update_on_device(torch.from_numpy(np.nan_to_num(maps)), masks * 2,
+                                      None)

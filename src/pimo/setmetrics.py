@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 
 import numba as nb
 import numpy as np
+from numba import typed
 
 from pimo import _kernels
 from pimo._validate import (
@@ -469,6 +470,22 @@ def _as_batch_arrays(images: Any) -> Any:
     return images
 
 
+def _on_accelerator(images: Any) -> bool:
+    """True for a floating (B, H, W), (B, 1, H, W) or (B, D, H, W) torch tensor off the CPU."""
+    device = getattr(images, "device", None)
+    return (
+        device is not None and getattr(device, "type", "cpu") != "cpu"
+        and hasattr(images, "detach") and getattr(images, "ndim", 0) in (3, 4)
+        and str(images.dtype) in ("torch.float16", "torch.float32", "torch.float64")
+    )
+
+
+def _image_name(offset: int, local: int, paths: Sequence[str] | None) -> str:
+    """``"image 7 ('a/b.png')"`` for image ``local`` of a batch after ``offset`` images."""
+    path = f" ({paths[local]!r})" if paths and paths[local] else ""
+    return f"image {offset + local}{path}"
+
+
 _IMAGE_NUMBER = re.compile(r"\bimage (\d+)\b")
 
 
@@ -537,6 +554,11 @@ class SetMetricsAccumulator:
     relative to every anomalous one, and the state keeps that order and nothing more (the
     pixels' positions and images are dropped; only the number of regions is kept). Regions
     are labelled per image at ``update``.
+
+    **Devices.** A floating torch tensor off the CPU (e.g. on a GPU) is summarised on its
+    device: keys, bucket counts and the normal pixels' low keys sorted there; only those, the
+    anomalous pixels' scores and the masks (for the regions) move to the CPU. CPU tensors and
+    arrays go through the numba kernels; both give the same state.
 
     **compute.** Buckets holding one class only are applied as one step from their counts;
     the others (and the anomalous-only ones, for AP and F1) are walked score by score in
@@ -665,13 +687,121 @@ class SetMetricsAccumulator:
         PimoError
             Bad input, naming the image by its number in the accumulator (arrival order).
         """
+        if _on_accelerator(anomaly_maps):
+            self._update_on_device(anomaly_maps, masks, paths)
+        else:
+            self._update_on_host(anomaly_maps, masks, paths)
+
+    def _update_on_host(self, anomaly_maps: Any, masks: Any, paths: Sequence[str] | None
+                        ) -> None:
         offset = self._num_images
         try:
             image_set = as_image_set(_as_batch_arrays(anomaly_maps), _as_batch_arrays(masks),
                                      paths=paths)
         except PimoError as error:
             raise _renumbered(error, offset) from None
-        batch_dtype = image_set.map_dtype
+        self._adopt_dtype(image_set.map_dtype)
+        assert self._dtype is not None
+        batch = _Batch(image_set, self._dtype, self._connectivity, offset, self._num_chunks)
+        piece = self._summarise(batch)
+        self._num_images += batch.num_images
+        self._num_pixels += batch.num_pixels
+        self._num_regions += batch.num_regions
+        self._paths.extend(image_set.paths if image_set.paths else [None] * batch.num_images)
+        self._pieces.append(piece)
+        self._after_growth()
+
+    def _update_on_device(self, anomaly_maps: Any, masks: Any, paths: Sequence[str] | None
+                          ) -> None:
+        """:meth:`update` for a floating torch tensor: keys, counts and sorted keys on its device.
+
+        Only the masks (for the regions), the bucket counts, the normal pixels' low keys
+        (2 bytes each for float32 maps) and the anomalous pixels' scores move to the CPU; the
+        summary is the same as :meth:`_summarise`'s (low keys sorted inside each bucket).
+        """
+        import torch
+
+        maps = anomaly_maps.detach()
+        if maps.ndim == 4 and maps.shape[1] == 1:
+            maps = maps[:, 0]
+        offset = self._num_images
+        mask_array = np.asarray(_as_batch_arrays(masks))
+        num_images = int(maps.shape[0])
+        if paths is not None:
+            paths = [str(path) for path in paths]
+        if tuple(mask_array.shape) != tuple(maps.shape) or (paths is not None
+                                                             and len(paths) != num_images):
+            # let the common checks name the problem
+            self._update_on_host(maps.cpu().numpy(), mask_array, paths)
+            return
+        if maps.dtype == torch.float16:
+            maps = maps.float()
+        dtype = np.dtype(np.float64) if maps.dtype == torch.float64 else np.dtype(np.float32)
+        self._adopt_dtype(dtype)
+        assert self._dtype is not None
+        if self._dtype != dtype:
+            maps = maps.double()
+        flat_maps = maps.reshape(num_images, -1) + 0.0  # -0.0 + 0.0 == +0.0: one key for zero
+        finite = torch.isfinite(flat_maps)
+        if not bool(finite.all()):
+            image, pixel = (int(v) for v in torch.nonzero(~finite)[0].tolist())
+            raise NonFiniteScoreError(
+                f"The anomaly map of {_image_name(offset, image, paths)} "
+                f"holds NaN or infinite scores (the first at flat pixel {pixel}). AUROC and "
+                "AUPRO need finite scores: fix the model output, or replace them (e.g. "
+                "torch.nan_to_num) on purpose.",
+                image_index=offset + image, path=paths[image] if paths else None)
+        flat_masks = typed.List()
+        for index in range(num_images):
+            try:
+                flat_masks.append(_flat_mask(mask_array[index], index, paths))
+            except PimoError as error:
+                raise _renumbered(error, offset) from None
+        shape = tuple(int(side) for side in maps.shape[1:])
+        rank = _connectivity_rank(self._connectivity, len(shape),
+                                  f"the mask of {_image_name(offset, 0, paths)}")
+        mask_counts = _kernels.mask_counts(flat_masks)
+        anomalous = np.flatnonzero(mask_counts).astype(np.int64)
+        dims = np.tile(np.array(_dims(shape), dtype=np.int64), (num_images, 1))
+        _, _, run_lengths, run_weights, regions = _kernels.image_runs(
+            flat_masks, anomalous, dims, np.full(num_images, rank, dtype=np.int64))
+        # signed keys: the float order is the integer order of these
+        bits = flat_maps.view(torch.int64 if self._dtype == np.float64 else torch.int32)
+        key_bits = 8 * self._dtype.itemsize
+        shift = key_bits - _kernels.BUCKET_BITS
+        signed = torch.where(bits < 0, bits ^ ((1 << (key_bits - 1)) - 1), bits)
+        low_mask = (1 << shift) - 1
+        is_anomalous = torch.from_numpy(mask_array.reshape(num_images, -1).astype(bool)).to(
+            flat_maps.device)
+        normal = torch.sort(signed[~is_anomalous]).values
+        neg_bucket = (normal >> shift).long() + _kernels.NUM_BUCKETS // 2
+        neg_total = torch.bincount(neg_bucket, minlength=_kernels.NUM_BUCKETS).cpu().numpy()
+        low_dtype = _LOW_DTYPES[self._dtype]
+        if low_dtype == np.uint16:
+            neg_low = (normal & low_mask).to(torch.int16).cpu().numpy().view(np.uint16)
+        else:
+            neg_low = (normal & low_mask).cpu().numpy().view(np.uint64)
+        signed_pos = signed[is_anomalous].cpu().numpy().astype(np.int64)  # raster order
+        pos_bucket = (signed_pos >> shift) + _kernels.NUM_BUCKETS // 2
+        order = np.argsort(pos_bucket, kind="stable")
+        pos_low = (signed_pos[order] & low_mask).astype(low_dtype)
+        pos_weight = np.repeat(run_weights, run_lengths)[order]
+        pos_total = np.bincount(pos_bucket, minlength=_kernels.NUM_BUCKETS).astype(np.int64)
+        self._neg_hist += neg_total
+        self._pos_hist += pos_total
+        self._weight_hist += np.bincount(pos_bucket[order], weights=pos_weight,
+                                         minlength=_kernels.NUM_BUCKETS)
+        present = np.flatnonzero(neg_total + pos_total).astype(np.int64)
+        self._num_images += num_images
+        self._num_pixels += int(flat_maps.numel())
+        self._num_regions += int(regions.sum())
+        self._paths.extend(paths if paths else [None] * num_images)
+        self._pieces.append(_Piece(present, neg_total[present].astype(np.int64),
+                                   pos_total[present], neg_low, pos_low, pos_weight))
+        self._after_growth()
+
+    def _adopt_dtype(self, batch_dtype: np.dtype) -> None:
+        """Take the first batch's dtype, or re-key the state for a wider one."""
         if self._dtype is None:
             self._dtype = batch_dtype
         elif batch_dtype.itemsize > self._dtype.itemsize:
@@ -683,14 +813,6 @@ class SetMetricsAccumulator:
                     "batch arrives)."
                 )
             self._widen()
-        batch = _Batch(image_set, self._dtype, self._connectivity, offset, self._num_chunks)
-        piece = self._summarise(batch)
-        self._num_images += batch.num_images
-        self._num_pixels += batch.num_pixels
-        self._num_regions += batch.num_regions
-        self._paths.extend(image_set.paths if image_set.paths else [None] * batch.num_images)
-        self._pieces.append(piece)
-        self._after_growth()
 
     def _summarise(self, batch: _Batch) -> _Piece:
         """The batch's class histograms (added to the state) and low keys grouped by bucket."""
