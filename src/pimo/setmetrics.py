@@ -41,7 +41,6 @@ from typing import Any, ClassVar
 
 import numba as nb
 import numpy as np
-from numba import typed
 
 from pimo import _kernels
 from pimo._validate import (
@@ -303,13 +302,8 @@ class _Batch:
                  first_index: int, num_chunks: int):
         self.image_set = image_set
         self.first_index = first_index
-        maps = image_set.maps
-        if np.dtype(maps[0].dtype) != dtype:
-            widened = nb.typed.List()
-            for image in maps:
-                widened.append(image.astype(dtype))
-            maps = widened
-        self.bits = _kernels.bit_views(maps)
+        self.bits = _kernels.bit_view(image_set.maps_flat.astype(dtype, copy=False))
+        self.offsets = image_set.offsets
         num_images = image_set.num_images
         dims = np.empty((num_images, 3), dtype=np.int64)
         ranks = np.empty(num_images, dtype=np.int64)
@@ -328,7 +322,8 @@ class _Batch:
         self.item_end = np.concatenate(ends)
         anomalous = image_set.anomalous_indices.astype(np.int64)
         (self.run_offsets, self.run_starts, self.run_lengths, self.run_weights,
-         regions) = _kernels.image_runs(image_set.masks, anomalous, dims, ranks)
+         regions) = _kernels.image_runs(image_set.masks_flat, image_set.offsets,
+                                         anomalous, dims, ranks)
         self.num_regions = int(regions.sum())
         self.num_images = num_images
         self.num_pixels = int(image_set.num_pixels.sum())
@@ -357,9 +352,9 @@ class _Batch:
             first_bad = np.full(self.item_image.shape[0], -1, dtype=np.int64)
             shift, sign_bit, all_ones, exponent_mask = self.key_constants(dtype)
             _kernels.bucket_counts(
-                self.bits, self.item_image, self.item_begin, self.item_end, self.run_offsets,
-                self.run_starts, self.run_lengths, self.run_weights, shift, sign_bit, all_ones,
-                exponent_mask, neg, pos, weight, first_bad,
+                self.bits, self.offsets, self.item_image, self.item_begin, self.item_end,
+                self.run_offsets, self.run_starts, self.run_lengths, self.run_weights, shift,
+                sign_bit, all_ones, exponent_mask, neg, pos, weight, first_bad,
             )
             bad_items = np.flatnonzero(first_bad >= 0)
             if bad_items.size:
@@ -751,27 +746,29 @@ class SetMetricsAccumulator:
                 "AUPRO need finite scores: fix the model output, or replace them (e.g. "
                 "torch.nan_to_num) on purpose.",
                 image_index=offset + image, path=paths[image] if paths else None)
-        flat_masks = typed.List()
+        flat_masks = []
         for index in range(num_images):
             try:
                 flat_masks.append(_flat_mask(mask_array[index], index, paths))
             except PimoError as error:
                 raise _renumbered(error, offset) from None
+        masks_flat = np.concatenate(flat_masks)
+        image_offsets = np.arange(num_images + 1, dtype=np.int64) * flat_masks[0].shape[0]
         shape = tuple(int(side) for side in maps.shape[1:])
         rank = _connectivity_rank(self._connectivity, len(shape),
                                   f"the mask of {_image_name(offset, 0, paths)}")
-        mask_counts = _kernels.mask_counts(flat_masks)
+        mask_counts = _kernels.mask_counts(masks_flat, image_offsets)
         anomalous = np.flatnonzero(mask_counts).astype(np.int64)
         dims = np.tile(np.array(_dims(shape), dtype=np.int64), (num_images, 1))
         _, _, run_lengths, run_weights, regions = _kernels.image_runs(
-            flat_masks, anomalous, dims, np.full(num_images, rank, dtype=np.int64))
+            masks_flat, image_offsets, anomalous, dims, np.full(num_images, rank, dtype=np.int64))
         # signed keys: the float order is the integer order of these
         bits = flat_maps.view(torch.int64 if self._dtype == np.float64 else torch.int32)
         key_bits = 8 * self._dtype.itemsize
         shift = key_bits - _kernels.BUCKET_BITS
         signed = torch.where(bits < 0, bits ^ ((1 << (key_bits - 1)) - 1), bits)
         low_mask = (1 << shift) - 1
-        is_anomalous = torch.from_numpy(mask_array.reshape(num_images, -1).astype(bool)).to(
+        is_anomalous = torch.from_numpy(masks_flat.view(bool).reshape(num_images, -1)).to(
             flat_maps.device)
         normal = torch.sort(signed[~is_anomalous]).values
         neg_bucket = (normal >> shift).long() + _kernels.NUM_BUCKETS // 2
@@ -832,10 +829,10 @@ class SetMetricsAccumulator:
         pos_weight = np.empty(pos_low.shape[0], dtype=np.float64)
         shift, sign_bit, all_ones, _ = batch.key_constants(self._dtype)
         _kernels.scatter_window(
-            batch.bits, batch.item_image, batch.item_begin, batch.item_end, batch.run_offsets,
-            batch.run_starts, batch.run_lengths, batch.run_weights, shift, sign_bit, all_ones,
-            np.ones(_kernels.NUM_BUCKETS, dtype=np.bool_), neg_cursor, pos_cursor, neg_low,
-            pos_low, pos_weight,
+            batch.bits, batch.offsets, batch.item_image, batch.item_begin, batch.item_end,
+            batch.run_offsets, batch.run_starts, batch.run_lengths, batch.run_weights, shift,
+            sign_bit, all_ones, np.ones(_kernels.NUM_BUCKETS, dtype=np.bool_), neg_cursor,
+            pos_cursor, neg_low, pos_low, pos_weight,
         )
         present = np.flatnonzero(neg_total + pos_total)
         return _Piece(present.astype(np.int64), neg_total[present], pos_total[present], neg_low,
