@@ -2,16 +2,17 @@
 
 The public API. Per-image metrics: :func:`aupimo`, :func:`auimo`, :func:`pimo_curves`; score
 files: :func:`load_aupimo` and :meth:`AupimoResult.save`.
+
+Importing :mod:`pimo` is cheap: the error classes are loaded at once, every other name (and the
+submodules :mod:`pimo.stats`, :mod:`pimo.streaming`, :mod:`pimo.plots`, ...) on first use, so
+that a command only pays for numba, scipy, matplotlib or Pillow when it needs them.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("pimo")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from pimo._synthetic import make_example
 from pimo._validate import (
     ConstantNormalMapsError,
     EmptyInputError,
@@ -28,19 +29,89 @@ from pimo._validate import (
     ShapeMismatchError,
     UnreachableFprError,
 )
-from pimo.data.problems import DatasetError
-from pimo.evaluate import EvaluationResult, evaluate_dataset
-from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
-from pimo.results import (
-    AuimoResult,
-    AupimoResult,
-    PimoCurves,
-    load_auimo,
-    load_aupimo,
-    load_value,
-    save_value,
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from pimo import data as data
+    from pimo import evaluate as evaluate
+    from pimo import pimo as pimo
+    from pimo import plots as plots
+    from pimo import report as report
+    from pimo import results as results
+    from pimo import setmetrics as setmetrics
+    from pimo import stats as stats
+    from pimo import streaming as streaming
+    from pimo._synthetic import make_example
+    from pimo.data.problems import DatasetError
+    from pimo.evaluate import EvaluationResult, evaluate_dataset
+    from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
+    from pimo.results import (
+        AuimoResult,
+        AupimoResult,
+        PimoCurves,
+        load_auimo,
+        load_aupimo,
+        load_value,
+        save_value,
+    )
+    from pimo.setmetrics import SetMetricsResult, aupro, auroc, label_regions, set_metrics
+
+# public name -> module that defines it, imported on first access
+_LAZY_NAMES: dict[str, str] = {
+    "make_example": "pimo._synthetic",
+    "DatasetError": "pimo.data.problems",
+    "EvaluationResult": "pimo.evaluate",
+    "evaluate_dataset": "pimo.evaluate",
+    "IntegrationRange": "pimo.pimo",
+    "SharedFprCurve": "pimo.pimo",
+    "auimo": "pimo.pimo",
+    "aupimo": "pimo.pimo",
+    "pimo_curves": "pimo.pimo",
+    "AuimoResult": "pimo.results",
+    "AupimoResult": "pimo.results",
+    "PimoCurves": "pimo.results",
+    "load_auimo": "pimo.results",
+    "load_aupimo": "pimo.results",
+    "load_value": "pimo.results",
+    "save_value": "pimo.results",
+    "SetMetricsResult": "pimo.setmetrics",
+    "aupro": "pimo.setmetrics",
+    "auroc": "pimo.setmetrics",
+    "label_regions": "pimo.setmetrics",
+    "set_metrics": "pimo.setmetrics",
+}
+
+# submodules reachable as attributes of the package without an explicit import
+_LAZY_SUBMODULES = (
+    "data", "evaluate", "pimo", "plots", "report", "results", "setmetrics", "stats", "streaming",
 )
-from pimo.setmetrics import SetMetricsResult, aupro, auroc, label_regions, set_metrics
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pimo")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name or submodule on first access (PEP 562)."""
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    elif name in _LAZY_SUBMODULES:
+        value = importlib.import_module(f"pimo.{name}")
+    elif name == "__version__":
+        value = _version()
+    else:
+        raise AttributeError(f"module 'pimo' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_NAMES, *_LAZY_SUBMODULES, "__version__"})
+
 
 __all__ = [
     "AuimoResult",

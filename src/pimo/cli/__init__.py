@@ -11,8 +11,6 @@ import sys
 
 import click
 
-from pimo import __version__
-
 # name -> "module:attribute" of a click.Command
 _COMMANDS: dict[str, str] = {
     "aupimo": "pimo.cli.aupimo_cmd:aupimo_command",
@@ -41,8 +39,19 @@ class _LazyGroup(click.Group):
         return getattr(importlib.import_module(module_name), attribute)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: read the installed version only when asked (importlib.metadata is slow)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from pimo import __version__
+
+    click.echo(f"pimo, version {__version__}")
+    ctx.exit()
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", "-V", prog_name="pimo")
+@click.option("--version", "-V", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show the version and exit.")
 def cli() -> None:
     """pimo: exact, fast evaluation of anomaly localization (AUPIMO, AUROC, AUPRO).
 
