@@ -131,3 +131,17 @@ def test_import_is_light_and_names_resolve_on_use():
                    "PYTHONPATH": os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")])})
     with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
         pimo.not_a_name  # noqa: B018
+
+
+def test_cli_skips_numba_blas_probe_without_hiding_scipy():
+    code = (
+        "import sys\n"
+        "from pimo.cli import skip_numba_blas_probe\n"
+        "skip_numba_blas_probe()\n"
+        "assert 'numba.np.arraymath' in sys.modules and 'scipy.linalg' not in sys.modules\n"
+        "assert 'scipy.linalg.cython_blas' not in sys.modules\n"
+        "import scipy.linalg.cython_blas\n"
+        "skip_numba_blas_probe()  # a no-op once loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ,
+                   "PYTHONPATH": os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")])})

@@ -59,6 +59,25 @@ def cli() -> None:
     """
 
 
+def skip_numba_blas_probe() -> None:
+    """Spare the ``pimo`` process numba's BLAS probe, an import of scipy.linalg (about 0.2 s).
+
+    On its first compile or cache load numba imports ``scipy.linalg.cython_blas`` only to
+    decide whether ``np.correlate`` and ``np.convolve`` may call BLAS; pimo's kernels use
+    neither. Commands that run kernels call this first: that one module is blocked while
+    numba's module imports (so the probe answers "no BLAS"), then unblocked, and scipy.linalg
+    imports normally afterwards. A no-op when either module is already loaded.
+    """
+    blocked = "scipy.linalg.cython_blas"
+    if "numba.np.arraymath" in sys.modules or blocked in sys.modules:
+        return
+    sys.modules[blocked] = None  # type: ignore[assignment]
+    try:
+        importlib.import_module("numba.np.arraymath")
+    finally:
+        del sys.modules[blocked]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pimo`` console script; returns the exit code."""
     from pimo._validate import PimoError

@@ -10,6 +10,7 @@ import click
 import numpy as np
 
 from pimo._validate import PimoValueError
+from pimo.cli import skip_numba_blas_probe
 
 _MAP_KEYS = ("anomaly_maps", "asmaps", "maps")
 _MASK_KEYS = ("masks", "gts", "ground_truth")
@@ -107,6 +108,7 @@ def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
         ground_truth, mask_paths = _load_stack(masks, _MASK_KEYS, "masks")
         paths = paths or mask_paths
         title = f"{'AUIMO' if with_auimo else 'AUPIMO'} of {maps}"
+    skip_numba_blas_probe()
     metric = pimo.auimo if with_auimo else pimo.aupimo
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pimo.PimoWarning)

@@ -130,9 +130,11 @@ def run_evaluations(
     list of (EvaluationResult, Path)
         Each result and the folder it was written to.
     """
+    from pimo.cli import skip_numba_blas_probe
     from pimo.data import open_dataset
     from pimo.evaluate import evaluate_dataset
 
+    skip_numba_blas_probe()
     layout = open_dataset(dataset)
     plan: list[tuple[str | None, Path]]
     if categories is None:
