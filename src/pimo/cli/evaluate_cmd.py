@@ -7,7 +7,9 @@ and ``evaluation.json`` (where the data is, see :meth:`pimo.evaluate.EvaluationR
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +19,15 @@ import click
 
 from pimo.evaluate import EvaluationResult, ProgressHook
 
-__all__ = ["RichProgress", "evaluate_command", "print_summary", "run_evaluations"]
+__all__ = [
+    "LineProgress",
+    "RichProgress",
+    "evaluate_command",
+    "is_interactive",
+    "print_summary",
+    "progress_for",
+    "run_evaluations",
+]
 
 FULL_RESOLUTION_NOTE = (
     "Evaluated at a fixed resolution of {h}x{w}: these numbers are NOT comparable with "
@@ -58,6 +68,48 @@ class RichProgress(ProgressHook):
         """Advance the current bar."""
         if self._task is not None:
             self._progress.advance(self._task, count)
+
+
+class LineProgress(ProgressHook):
+    """Progress as plain lines on stderr, for logs and CI (a context manager).
+
+    One line when a stage starts (``"bottle: normal images (83 images)"``) and one when the work
+    is done (``"bottle: done in 12.3 s"``); no line per image, no control characters.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._started = 0.0
+
+    def __enter__(self) -> LineProgress:
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if kind is None:
+            elapsed = time.perf_counter() - self._started
+            click.echo(f"{self.label}: done in {elapsed:.1f} s", err=True)
+
+    def start(self, stage: str, total: int) -> None:
+        """Say that ``stage`` begins, with its number of images."""
+        click.echo(f"{self.label}: {stage} ({total} images)", err=True)
+
+
+def is_interactive() -> bool:
+    """Whether stdout and stderr are both terminals (then a live progress bar is drawn)."""
+    return all(stream is not None and stream.isatty() for stream in (sys.stdout, sys.stderr))
+
+
+def progress_for(label: str, *, quiet: bool = False) -> RichProgress | LineProgress:
+    """The progress display of one piece of work.
+
+    A live bar on a terminal; one line per stage when the output goes to a log or a pipe
+    (CI); nothing with ``quiet``.
+    """
+    if quiet or is_interactive():
+        return RichProgress(label, enabled=not quiet)
+    return LineProgress(label)
 
 
 def _parse_resolution(text: str | None) -> tuple[int, int] | None:
@@ -118,18 +170,22 @@ def run_evaluations(
     set_metrics: bool = True,
     workers: int | None = None,
     quiet: bool = False,
+    model_name: str | None = None,
 ) -> list[tuple[EvaluationResult, Path]]:
     """Evaluate categories and save each into its folder.
 
     With ``categories=None``, ``category`` (optional when the dataset has only one) is written
     directly into ``output``; with a list, each category goes to
-    ``output/<layout>/<category>/``.
+    ``output/<layout>/<category>/``. ``model_name`` is recorded in ``evaluation.json``
+    (default: the maps folder's name, see :func:`pimo.evaluate.default_model_name`).
 
     Returns
     -------
     list of (EvaluationResult, Path)
         Each result and the folder it was written to.
     """
+    from pimo._io import check_output_folder
+    from pimo._outputs import EvaluationRun
     from pimo.cli import skip_numba_blas_probe
     from pimo.data import open_dataset
     from pimo.evaluate import evaluate_dataset
@@ -141,16 +197,26 @@ def run_evaluations(
         plan = [(category, output)]
     else:
         plan = [(name, output / layout.name / name) for name in categories]
+    for _, folder in plan:  # a bad -o is refused before any work
+        check_output_folder(folder)
+    run = EvaluationRun.new([name or layout.categories()[0] for name, _ in plan])
     done = []
     for category, folder in plan:
         label = category or layout.name
-        with RichProgress(label, enabled=not quiet) as progress:
+        label = f"{model_name}/{label}" if model_name else label
+        with progress_for(label, quiet=quiet) as progress:
             result = evaluate_dataset(
                 layout, maps, category=category, fpr_bounds=fpr_bounds, resolution=resolution,
                 mask_threshold=mask_threshold, skip_missing=skip_missing,
                 set_metrics=set_metrics, workers=workers, progress=progress,
             )
-        result.save(folder)
+        if model_name:
+            result = dataclasses.replace(result, model=model_name)
+        saved = result.save(folder, run=run)
+        if saved.removed:
+            names = ", ".join(path.relative_to(folder).as_posix() for path in saved.removed)
+            click.echo(f"{label}: removed {len(saved.removed)} file(s) of an earlier run from "
+                       f"{folder}, which this run did not rewrite: {names}", err=True)
         for problem in result.skipped:
             click.echo(f"skipped ({problem.kind}): {problem.message}", err=True)
         done.append((result, folder))
@@ -187,11 +253,15 @@ def run_evaluations(
                    "instead of failing.")
 @click.option("--no-set-metrics", is_flag=True, help="Skip AUROC and AUPRO (one pass less).")
 @click.option("--workers", type=int, default=None, help="Decoding threads (default: up to 4).")
+@click.option("--model-name", default=None, metavar="NAME",
+              help="The model's name, recorded in evaluation.json and used by `pimo report` "
+                   "(default: the maps folder's name).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
 def evaluate_command(
     dataset: str, category: str | None, categories: str | None, maps: Path, output: Path,
     fpr_bounds: tuple[float, float], resolution: str | None, mask_threshold: float | None,
-    skip_missing: bool, no_set_metrics: bool, workers: int | None, quiet: bool,
+    skip_missing: bool, no_set_metrics: bool, workers: int | None, model_name: str | None,
+    quiet: bool,
 ) -> int:
     """Score anomaly-map files against a dataset's masks: per-image AUPIMO, AUROC, AUPRO.
 
@@ -217,12 +287,13 @@ def evaluate_command(
     done = run_evaluations(
         dataset, maps, output, categories=selected, category=category, fpr_bounds=fpr_bounds,
         resolution=size, mask_threshold=mask_threshold, skip_missing=skip_missing,
-        set_metrics=not no_set_metrics, workers=workers, quiet=quiet,
+        set_metrics=not no_set_metrics, workers=workers, quiet=quiet, model_name=model_name,
     )
     if size is not None:
         click.echo(FULL_RESOLUTION_NOTE.format(h=size[0], w=size[1]), err=True)
     if not quiet:
-        print_summary([result for result, _ in done])
+        print_summary([result for result, _ in done],
+                      title=f"pimo evaluate: {done[0][0].model_name}")
         for result, folder in done:
             click.echo(f"{result.category}: results in {folder}")
     sys.stdout.flush()
