@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,8 @@ from hypothesis import strategies as st
 
 import pimo
 from pimo._validate import as_image_set
+
+SOURCE = Path(__file__).resolve().parents[1] / "src"
 
 
 def assert_identical(left, right) -> None:
@@ -96,3 +102,46 @@ def test_stacked_and_list_inputs_give_identical_results(seed, dtype):
                      pimo.aupimo(*as_list, fpr_bounds=bounds, num_thresholds=400))
     assert_identical(pimo.set_metrics(maps, masks, curves=True),
                      pimo.set_metrics(*as_list, curves=True))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float64])
+def test_sum_rows_adds_the_rows_in_order(dtype):
+    from pimo._kernels import sum_rows
+
+    matrix = (np.random.default_rng(3).random((5, 33)) * 1e6).astype(dtype)
+    expected = np.zeros(33, dtype=dtype)
+    for row in matrix:
+        expected += row
+    np.testing.assert_array_equal(sum_rows(matrix), expected, strict=True)
+
+
+def test_import_is_light_and_names_resolve_on_use():
+    code = (
+        "import sys, pimo\n"
+        "heavy = [m for m in ('numba', 'scipy', 'matplotlib', 'PIL', 'rich', 'importlib.metadata')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert pimo.stats.__name__ == 'pimo.stats'\n"
+        "assert pimo.streaming.AupimoStream and pimo.plots.__name__ == 'pimo.plots'\n"
+        "assert pimo.aupimo.__module__ == 'pimo.pimo' and pimo.set_metrics\n"
+        "assert isinstance(pimo.__version__, str) and set(pimo.__all__) <= set(dir(pimo))\n"
+        "from pimo import DatasetError, make_example\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ,
+                   "PYTHONPATH": os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")])})
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        pimo.not_a_name  # noqa: B018
+
+
+def test_cli_skips_numba_blas_probe_without_hiding_scipy():
+    code = (
+        "import sys\n"
+        "from pimo.cli import skip_numba_blas_probe\n"
+        "skip_numba_blas_probe()\n"
+        "assert 'numba.np.arraymath' in sys.modules and 'scipy.linalg' not in sys.modules\n"
+        "assert 'scipy.linalg.cython_blas' not in sys.modules\n"
+        "import scipy.linalg.cython_blas\n"
+        "skip_numba_blas_probe()  # a no-op once loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ,
+                   "PYTHONPATH": os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")])})

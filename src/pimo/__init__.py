@@ -4,21 +4,16 @@ The public API. Per-image metrics: :func:`aupimo`, :func:`auimo`, :func:`pimo_cu
 :class:`AupimoAccumulator` for batches in any order; score
 files: :func:`load_aupimo` and :meth:`AupimoResult.save`.
 
-The sub-modules :mod:`pimo.stats` (model comparison), :mod:`pimo.streaming` (one image at a
-time) and :mod:`pimo.plots` (matplotlib figures) are attributes of the package, imported on
-first access, so ``import pimo`` stays fast and does not import matplotlib.
+Importing :mod:`pimo` is cheap: the error classes are loaded at once, every other name (and the
+submodules :mod:`pimo.stats`, :mod:`pimo.streaming`, :mod:`pimo.plots`, ...) on first use, so
+that a command only pays for numba, scipy, matplotlib or Pillow when it needs them.
 """
 
+from __future__ import annotations
+
 import importlib
-from importlib.metadata import PackageNotFoundError, version
-from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("pimo")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
-
-from pimo._synthetic import make_example
 from pimo._validate import (
     ConstantNormalMapsError,
     EmptyInputError,
@@ -37,41 +32,100 @@ from pimo._validate import (
     ShapeMismatchError,
     UnreachableFprError,
 )
-from pimo.accumulate import AupimoAccumulator
-from pimo.data.problems import DatasetError
-from pimo.evaluate import EvaluationResult, evaluate_dataset
-from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
-from pimo.results import (
-    AuimoResult,
-    AupimoResult,
-    PimoCurves,
-    load_auimo,
-    load_aupimo,
-    load_value,
-    save_value,
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from pimo import accumulate as accumulate
+    from pimo import data as data
+    from pimo import evaluate as evaluate
+    from pimo import pimo as pimo
+    from pimo import plots as plots
+    from pimo import report as report
+    from pimo import results as results
+    from pimo import setmetrics as setmetrics
+    from pimo import stats as stats
+    from pimo import streaming as streaming
+    from pimo._synthetic import make_example
+    from pimo.accumulate import AupimoAccumulator
+    from pimo.data.problems import DatasetError
+    from pimo.evaluate import EvaluationResult, evaluate_dataset
+    from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
+    from pimo.results import (
+        AuimoResult,
+        AupimoResult,
+        PimoCurves,
+        load_auimo,
+        load_aupimo,
+        load_value,
+        save_value,
+    )
+    from pimo.setmetrics import (
+        SetMetricsAccumulator,
+        SetMetricsResult,
+        aupro,
+        auroc,
+        label_regions,
+        set_metrics,
+    )
+
+# public name -> module that defines it, imported on first access
+_LAZY_NAMES: dict[str, str] = {
+    "make_example": "pimo._synthetic",
+    "AupimoAccumulator": "pimo.accumulate",
+    "DatasetError": "pimo.data.problems",
+    "EvaluationResult": "pimo.evaluate",
+    "evaluate_dataset": "pimo.evaluate",
+    "IntegrationRange": "pimo.pimo",
+    "SharedFprCurve": "pimo.pimo",
+    "auimo": "pimo.pimo",
+    "aupimo": "pimo.pimo",
+    "pimo_curves": "pimo.pimo",
+    "AuimoResult": "pimo.results",
+    "AupimoResult": "pimo.results",
+    "PimoCurves": "pimo.results",
+    "load_auimo": "pimo.results",
+    "load_aupimo": "pimo.results",
+    "load_value": "pimo.results",
+    "save_value": "pimo.results",
+    "SetMetricsAccumulator": "pimo.setmetrics",
+    "SetMetricsResult": "pimo.setmetrics",
+    "aupro": "pimo.setmetrics",
+    "auroc": "pimo.setmetrics",
+    "label_regions": "pimo.setmetrics",
+    "set_metrics": "pimo.setmetrics",
+}
+
+# submodules reachable as attributes of the package without an explicit import
+_LAZY_SUBMODULES = (
+    "accumulate", "data", "evaluate", "pimo", "plots", "report", "results", "setmetrics", "stats",
+    "streaming",
 )
-from pimo.setmetrics import (
-    SetMetricsAccumulator,
-    SetMetricsResult,
-    aupro,
-    auroc,
-    label_regions,
-    set_metrics,
-)
-
-#: Sub-modules imported on first access as ``pimo.<name>``.
-_LAZY_SUBMODULES = ("plots", "stats", "streaming")
 
 
-def __getattr__(name: str) -> ModuleType:
-    """Import :data:`_LAZY_SUBMODULES` on first access (``pimo.stats``, ...)."""
-    if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f"pimo.{name}")
-    raise AttributeError(f"module 'pimo' has no attribute {name!r}")
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pimo")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name or submodule on first access (PEP 562)."""
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    elif name in _LAZY_SUBMODULES:
+        value = importlib.import_module(f"pimo.{name}")
+    elif name == "__version__":
+        value = _version()
+    else:
+        raise AttributeError(f"module 'pimo' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY_SUBMODULES})
+    return sorted({*globals(), *_LAZY_NAMES, *_LAZY_SUBMODULES, "__version__"})
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from pimo._kernels._common import (
     is_nonfinite_bits,
     key_of_bits,
     mask_counts,
+    sum_rows,
 )
 from pimo._kernels._roc import (
     BUCKET_BITS,
@@ -46,4 +47,5 @@ __all__ = [
     "region_runs",
     "resolve_buckets",
     "scatter_window",
+    "sum_rows",
 ]

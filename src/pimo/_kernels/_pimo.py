@@ -25,7 +25,7 @@ import numba as nb
 import numpy as np
 from numba import prange
 
-from pimo._kernels._common import is_nonfinite_bits, key_of_bits
+from pimo._kernels._common import is_nonfinite_bits, key_of_bits, sum_rows
 
 __all__ = [
     "NUM_KEY_BINS",
@@ -89,7 +89,7 @@ def tail_key_histogram(bits, offsets, indices, lo_key, shift, sign_bit, all_ones
                     weighted[chunk, b] += local[b] * weight
                     counts[chunk, b] += local[b]
                     local[b] = 0
-    return weighted.sum(axis=0), counts.sum(axis=0), first_bad
+    return sum_rows(weighted), sum_rows(counts), first_bad
 
 
 @nb.njit(parallel=True, cache=True)
@@ -350,7 +350,7 @@ def grid_normal_fpr_sum(maps, offsets, indices, thresholds, num_chunks):  # prag
                 running += histogram[k + 1]
                 sums[chunk, k] += running / size
             histogram[:] = 0
-    return sums.sum(axis=0)
+    return sum_rows(sums)
 
 
 @nb.njit(parallel=True, cache=True)

@@ -12,8 +12,6 @@ import sys
 
 import click
 
-from pimo import __version__
-
 # name -> "module:attribute" of a click.Command
 _COMMANDS: dict[str, str] = {
     "analyze": "pimo.cli.analyze_cmd:analyze_group",
@@ -71,13 +69,43 @@ class _LazyGroup(click.Group):
         return getattr(importlib.import_module(module_name), attribute)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: read the installed version only when asked (importlib.metadata is slow)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from pimo import __version__
+
+    click.echo(f"pimo, version {__version__}")
+    ctx.exit()
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", "-V", prog_name="pimo")
+@click.option("--version", "-V", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show the version and exit.")
 def cli() -> None:
     """pimo: exact, fast evaluation of anomaly localization (AUPIMO, AUROC, AUPRO).
 
     Run `pimo COMMAND --help` for the options of each command.
     """
+
+
+def skip_numba_blas_probe() -> None:
+    """Spare the ``pimo`` process numba's BLAS probe, an import of scipy.linalg (about 0.2 s).
+
+    On its first compile or cache load numba imports ``scipy.linalg.cython_blas`` only to
+    decide whether ``np.correlate`` and ``np.convolve`` may call BLAS; pimo's kernels use
+    neither. Commands that run kernels call this first: that one module is blocked while
+    numba's module imports (so the probe answers "no BLAS"), then unblocked, and scipy.linalg
+    imports normally afterwards. A no-op when either module is already loaded.
+    """
+    blocked = "scipy.linalg.cython_blas"
+    if "numba.np.arraymath" in sys.modules or blocked in sys.modules:
+        return
+    sys.modules[blocked] = None  # type: ignore[assignment]
+    try:
+        importlib.import_module("numba.np.arraymath")
+    finally:
+        del sys.modules[blocked]
 
 
 def main(argv: list[str] | None = None) -> int:

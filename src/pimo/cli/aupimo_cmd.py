@@ -10,6 +10,7 @@ import click
 import numpy as np
 
 from pimo._validate import PimoValueError
+from pimo.cli import skip_numba_blas_probe
 
 _MAP_KEYS = ("anomaly_maps", "asmaps", "maps")
 _MASK_KEYS = ("masks", "gts", "ground_truth")
@@ -174,6 +175,7 @@ def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
         ground_truth = binarise_masks(ground_truth, mask_threshold)
     if resize:
         anomaly_maps = resize_maps_to_masks(anomaly_maps, ground_truth)
+    skip_numba_blas_probe()
     metric = pimo.auimo if with_auimo else pimo.aupimo
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pimo.PimoWarning)

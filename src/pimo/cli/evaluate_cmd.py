@@ -186,9 +186,11 @@ def run_evaluations(
     """
     from pimo._io import check_output_folder
     from pimo._outputs import EvaluationRun
+    from pimo.cli import skip_numba_blas_probe
     from pimo.data import open_dataset
     from pimo.evaluate import evaluate_dataset
 
+    skip_numba_blas_probe()
     layout = open_dataset(dataset)
     plan: list[tuple[str | None, Path]]
     if categories is None:
