@@ -41,6 +41,7 @@ from pimo.results import (
     save_value,
 )
 from pimo.setmetrics import SetMetricsResult, aupro, auroc, label_regions, set_metrics
+from pimo.thresholds import OperatingThreshold, load_threshold, threshold_at
 
 __all__ = [
     "AuimoResult",
@@ -55,6 +56,7 @@ __all__ = [
     "NoAnomalousImageError",
     "NoNormalImageError",
     "NonFiniteScoreError",
+    "OperatingThreshold",
     "PimoCurves",
     "PimoError",
     "PimoTypeError",
@@ -74,9 +76,11 @@ __all__ = [
     "label_regions",
     "load_auimo",
     "load_aupimo",
+    "load_threshold",
     "load_value",
     "make_example",
     "pimo_curves",
     "save_value",
     "set_metrics",
+    "threshold_at",
 ]
