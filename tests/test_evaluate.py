@@ -145,6 +145,9 @@ def test_save_writes_published_layout(tmp_path: Path) -> None:
     assert info["images"][0]["mask"].endswith("_mask.png")
     assert info["images"][0]["map"] == Path(paths[0]).with_suffix(".npy").as_posix()[7:]
     assert info["maps"]["location"] == str((tmp_path / "maps" / "bottle").resolve())
+    expected_types = [path.split("/")[2] for path in paths]  # bottle/test/<defect>/...
+    assert [image["defect_type"] for image in info["images"]] == expected_types
+    assert scores.extra["defect_types"] == expected_types
 
 
 def test_stacked_npz(tmp_path: Path) -> None:
@@ -216,6 +219,7 @@ def test_folder_layout(tmp_path: Path) -> None:
     write_maps(tmp_path / "maps", maps, paths)
     result = evaluate_dataset(f"folder:{root}", tmp_path / "maps", fpr_bounds=(1e-3, 1e-2))
     _check_same(result, maps, masks, paths)
+    assert [image.defect_type for image in result.images] == [p.split("/")[1] for p in paths]
 
 
 def test_fixed_resolution(tmp_path: Path) -> None:

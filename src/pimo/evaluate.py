@@ -28,7 +28,8 @@ without image) are left out and listed in :attr:`EvaluationResult.skipped`.
 Output (:meth:`EvaluationResult.save`)
 --------------------------------------
 ``aupimo/aupimos.json``
-    Per-image AUPIMO in the paper's format, with ``paths``.
+    Per-image AUPIMO in the paper's format, with ``paths`` and each image's defect type
+    (``defect_types``, from the layout's folders; readers ignore unknown fields).
 ``auroc.json``, ``aupro.json``, ``aupro_05.json``
     ``{"value": x}``: pixel AUROC, AUPRO up to FPR 0.3 and up to FPR 0.05.
 ``evaluation.json``
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,8 @@ class EvaluatedImage:
         Whether the mask has anomalous pixels.
     size : tuple of int
         ``(height, width)`` of the image.
+    defect_type : str or None
+        The image's defect type from the layout (see :class:`pimo.data.layouts.Sample`).
     """
 
     path: str
@@ -125,6 +128,7 @@ class EvaluatedImage:
     map_row: int | None
     anomalous: bool
     size: tuple[int, int]
+    defect_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready record."""
@@ -133,6 +137,7 @@ class EvaluatedImage:
             record["map_row"] = self.map_row
         record["anomalous"] = self.anomalous
         record["size"] = list(self.size)
+        record["defect_type"] = self.defect_type
         return record
 
 
@@ -198,7 +203,7 @@ class EvaluationResult:
         shared FPR = U and = L); ``files`` (the score files, relative to the folder);
         ``set_metrics``; ``images`` (per image, in score order: ``path`` and ``mask``
         relative to the dataset root, ``map`` relative to the maps folder or as stored in the
-        stacked file with ``map_row``, ``anomalous``, ``size``); ``skipped``.
+        stacked file with ``map_row``, ``anomalous``, ``size``, ``defect_type``); ``skipped``.
         """
         files = {"aupimo": AUPIMO_FILE}
         if self.set_metrics is not None:
@@ -539,6 +544,9 @@ def evaluate_dataset(
         stream("anomalous images", anomalous, first=True)
         _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
         aupimo = aupimo_stream.result(paths)
+        defect_types = [job.sample.defect_type for job in kept]
+        if any(defect is not None for defect in defect_types):
+            aupimo = replace(aupimo, extra={**aupimo.extra, "defect_types": defect_types})
         metrics, note = None, None
         if set_stream is not None:
             extra_pass = 0
@@ -575,6 +583,7 @@ def evaluate_dataset(
             map_row=job.entry.row if job.entry.row >= 0 else None,
             anomalous=job.anomalous,
             size=job.size,
+            defect_type=job.sample.defect_type,
         )
         for job in kept
     ]

@@ -58,6 +58,7 @@ __all__ = [
     "CrossDatasetSummary",
     "DatasetComparison",
     "DatasetFiles",
+    "DefectTypeSummary",
     "ImageListMismatchError",
     "ImageRanks",
     "ModelSummary",
@@ -70,6 +71,8 @@ __all__ = [
     "compare_models",
     "compare_score_tree",
     "competition_ranks",
+    "defect_type_breakdown",
+    "defect_types_of",
     "explicit_score_tree",
     "find_score_files",
     "image_ranks",
@@ -948,6 +951,122 @@ class ModelSummary:
 
 
 @dataclass(frozen=True)
+class DefectTypeSummary:
+    """The models on the anomalous images of one defect type (paper, Sec. 5).
+
+    Attributes
+    ----------
+    defect_type : str
+        The defect type (the layout's folder name, e.g. ``"broken_large"``).
+    num_anomalous : int
+        Anomalous images of that type.
+    mean, p33 : dict of str to float
+        Per model, the mean and the 33rd percentile (linear interpolation) of its scores on
+        those images.
+    average_rank : dict of str to float
+        Per model, the mean of its image-wise ranks (among all compared models) on those
+        images.
+    rank : dict of str to int
+        Per model, its place by average rank on this defect type (1 = best, equal averages
+        share the best place).
+    """
+
+    defect_type: str
+    num_anomalous: int
+    mean: dict[str, float]
+    p33: dict[str, float]
+    average_rank: dict[str, float]
+    rank: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"num_anomalous": n, "models": {model: {mean, p33, avg_rank, rank}}}``."""
+        return {
+            "num_anomalous": self.num_anomalous,
+            "models": {
+                model: {"mean": self.mean[model], "p33": self.p33[model],
+                        "avg_rank": self.average_rank[model], "rank": self.rank[model]}
+                for model in self.mean
+            },
+        }
+
+
+def defect_types_of(
+    scores_by_model: Mapping[str, ScoresLike] | AlignedScores,
+    *,
+    paths_by_model: Mapping[str, Sequence[str] | None] | None = None,
+) -> list[str | None] | None:
+    """Each image's defect type, from the score files (None when they do not tell).
+
+    The ``defect_types`` field that ``pimo evaluate`` writes into ``aupimos.json`` is used
+    when present; otherwise the name of the folder holding each image in ``paths`` (MVTec AD
+    ``.../test/<defect>/000.png``), as the published score files have.
+    """
+    from pimo.data.layouts import defect_type_of_path
+
+    if not isinstance(scores_by_model, AlignedScores):
+        for scores in scores_by_model.values():
+            if isinstance(scores, AupimoResult):
+                stored = scores.extra.get("defect_types")
+                if isinstance(stored, list) and len(stored) == scores.num_images:
+                    return [None if value is None else str(value) for value in stored]
+    aligned = align_scores(scores_by_model, paths_by_model=paths_by_model)
+    if aligned.paths is None:
+        return None
+    return [defect_type_of_path(path) for path in aligned.paths]
+
+
+def defect_type_breakdown(
+    scores_by_model: Mapping[str, ScoresLike] | AlignedScores,
+    defect_types: Sequence[str | None],
+    *,
+    ranks: ImageRanks | None = None,
+) -> tuple[DefectTypeSummary, ...]:
+    """Mean, P33 and rank of every model on the anomalous images of each defect type.
+
+    Parameters
+    ----------
+    scores_by_model : mapping of str to scores, or AlignedScores
+        See :func:`align_scores`.
+    defect_types : sequence of str or None
+        One per image (normal images' entries are not used). Anomalous images without a
+        defect type (None) are left out of the breakdown.
+    ranks : ImageRanks, optional
+        The image-wise ranks, when already computed (:func:`image_ranks`).
+
+    Returns
+    -------
+    tuple of DefectTypeSummary
+        One per defect type, sorted by name.
+    """
+    aligned = align_scores(scores_by_model)
+    if len(defect_types) != aligned.num_images:
+        raise ImageListMismatchError(
+            f"Got {len(defect_types)} defect types for {aligned.num_images} images; give one "
+            "per image (normal images included)."
+        )
+    ranks = image_ranks(aligned) if ranks is None else ranks
+    types_of_anomalous = [defect_types[int(index)] for index in ranks.image_indices]
+    out = []
+    for defect in sorted({d for d in types_of_anomalous if d is not None}):
+        columns = np.array([d == defect for d in types_of_anomalous])
+        scores = aligned.scores[:, ranks.image_indices[columns]]
+        average = ranks.ranks[:, columns].mean(axis=1)
+        by_model = dict(zip(aligned.models, average.tolist(), strict=True))
+        out.append(DefectTypeSummary(
+            defect_type=defect,
+            num_anomalous=int(np.count_nonzero(columns)),
+            mean=dict(zip(aligned.models, scores.mean(axis=1).tolist(), strict=True)),
+            p33=dict(zip(aligned.models, np.percentile(scores, 33, axis=1).tolist(),
+                         strict=True)),
+            average_rank=by_model,
+            rank={m: int(r) for m, r in competition_ranks(by_model,
+                                                          higher_is_better=False).items()
+                  if r is not None},
+        ))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class DatasetComparison:
     """The comparison of several models on one dataset (one table of the paper, App. D.4).
 
@@ -965,6 +1084,9 @@ class DatasetComparison:
         The checked scores.
     missing_models : tuple of str
         Models asked for but without scores for this dataset (left out of the table).
+    defect_types : tuple of DefectTypeSummary
+        Per defect type (:func:`defect_type_breakdown`), when the scores tell the images'
+        defect types and the anomalous images have at least two; else empty.
     """
 
     models: tuple[str, ...]
@@ -973,6 +1095,7 @@ class DatasetComparison:
     confidence: PairwiseConfidence
     aligned: AlignedScores
     missing_models: tuple[str, ...] = ()
+    defect_types: tuple[DefectTypeSummary, ...] = ()
 
     @property
     def num_images(self) -> int:
@@ -1004,6 +1127,8 @@ class DatasetComparison:
             "num_images": self.num_images,
             "num_anomalous": self.num_anomalous,
             "missing_models": list(self.missing_models),
+            "defect_types": {summary.defect_type: summary.to_dict()
+                             for summary in self.defect_types},
         }
 
 
@@ -1015,6 +1140,7 @@ def compare_models(
     test: TestName = "wilcoxon",
     zero_tolerance: float = DEFAULT_ZERO_TOLERANCE,
     missing_models: Iterable[str] = (),
+    defect_types: Sequence[str | None] | None = None,
 ) -> DatasetComparison:
     """Compare models on one dataset: statistics, average ranks, set metrics and pairwise tests.
 
@@ -1032,12 +1158,18 @@ def compare_models(
         Tie tolerance of the Wilcoxon test.
     missing_models : iterable of str
         Models that were asked for but have no scores on this dataset (only recorded).
+    defect_types : sequence of str or None, optional
+        Each image's defect type; by default read from the score files
+        (:func:`defect_types_of`). With two or more types among the anomalous images the
+        comparison has a per-defect-type breakdown.
 
     Returns
     -------
     DatasetComparison
     """
     aligned = align_scores(scores_by_model, paths_by_model=paths_by_model)
+    if defect_types is None:
+        defect_types = defect_types_of(scores_by_model, paths_by_model=paths_by_model)
     ranks = image_ranks(aligned)
     confidence = pairwise_confidence(aligned, test=test, zero_tolerance=zero_tolerance)
     summaries: dict[str, ModelSummary] = {}
@@ -1056,6 +1188,11 @@ def compare_models(
             key=lambda m: (summaries[m].average_rank, -summaries[m].statistics.mean, m),
         )
     )
+    breakdown: tuple[DefectTypeSummary, ...] = ()
+    if defect_types is not None:
+        anomalous_types = {defect_types[int(i)] for i in aligned.anomalous_indices} - {None}
+        if len(anomalous_types) >= 2:
+            breakdown = defect_type_breakdown(aligned, defect_types, ranks=ranks)
     return DatasetComparison(
         models=order,
         summaries=summaries,
@@ -1063,6 +1200,7 @@ def compare_models(
         confidence=confidence,
         aligned=aligned,
         missing_models=tuple(missing_models),
+        defect_types=breakdown,
     )
 
 

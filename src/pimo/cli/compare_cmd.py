@@ -153,7 +153,27 @@ def dataset_tables(
             value = comparison.confidence.confidence(model_a, model_b)
             row.append(Cell(_confidence_text(value), highlight=value < CONFIDENCE_LEVEL))
         matrix_table.rows.append(row)
-    return [stats_table, matrix_table]
+    tables = [stats_table, matrix_table]
+    if comparison.defect_types:
+        tables.append(defect_type_table(key, comparison))
+    return tables
+
+
+def defect_type_table(key: str, comparison: DatasetComparison) -> TextTable:
+    """Mean / P33 AUPIMO and rank of each model on each defect type (paper, Sec. 5)."""
+    breakdown = comparison.defect_types
+    table = TextTable(
+        title=f"{key} — AUPIMO per defect type: mean / P33 (rank)",
+        header=["#", "Model"] + [f"{d.defect_type} ({d.num_anomalous})" for d in breakdown],
+        caption="Rank: by average image-wise rank on that defect type's images (1 = best).",
+    )
+    for position, model in enumerate(comparison.models, start=1):
+        table.rows.append([Cell(str(position)), Cell(model)] + [
+            Cell(_with_rank(f"{_percent(d.mean[model])} / {_percent(d.p33[model])}",
+                            d.rank[model]))
+            for d in breakdown
+        ])
+    return table
 
 
 def summary_table(summary: CrossDatasetSummary) -> TextTable:
@@ -311,11 +331,14 @@ def write_csv_tables(result: BenchmarkComparison, folder: Path) -> list[Path]:
     - ``confidence.csv``: one row per dataset and ordered pair of models;
     - ``summary.csv``: one row per scope (collection or ``all``) and model;
     - ``image_scores.csv``: one row per dataset, anomalous image and model — score and rank;
-    - ``samples.csv``: one row per dataset, model and boxplot statistic — the selected image.
+    - ``samples.csv``: one row per dataset, model and boxplot statistic — the selected image;
+    - ``defect_types.csv``: one row per dataset, defect type and model — mean, P33, average
+      rank and rank on that defect type's images (datasets with two or more defect types).
     """
     from pimo.stats import SET_METRICS, SUMMARY_FIGURES
 
     model_rows, confidence_rows, image_rows, sample_rows = [], [], [], []
+    defect_rows = []
     statistics = ("mean", "std", "p33", "median", "q1", "q3", "min", "max")
     for key, comparison in result.datasets.items():
         collection, dataset = _split_key(key)
@@ -338,6 +361,13 @@ def write_csv_tables(result: BenchmarkComparison, folder: Path) -> list[Path]:
                     collection, dataset, model, sample.statistic, sample.statistic_value,
                     sample.image_index, sample.path, sample.score,
                 ])
+        for defect in comparison.defect_types:
+            defect_rows += [
+                [collection, dataset, defect.defect_type, defect.num_anomalous, model,
+                 defect.mean[model], defect.p33[model], defect.average_rank[model],
+                 defect.rank[model]]
+                for model in comparison.models
+            ]
         aligned, ranks = comparison.aligned, comparison.ranks
         for column, image_index in enumerate(ranks.image_indices):
             path = aligned.paths[image_index] if aligned.paths else None
@@ -366,6 +396,11 @@ def write_csv_tables(result: BenchmarkComparison, folder: Path) -> list[Path]:
         "image_scores.csv": (
             ["collection", "dataset", "image_index", "path", "model", "score", "rank"],
             image_rows,
+        ),
+        "defect_types.csv": (
+            ["collection", "dataset", "defect_type", "num_anomalous", "model", "mean", "p33",
+             "avg_rank", "rank"],
+            defect_rows,
         ),
         "samples.csv": (
             ["collection", "dataset", "model", "statistic", "statistic_value", "image_index",

@@ -285,6 +285,31 @@ def _dataset_table(dataset: str, comparison: DatasetComparison) -> str:
     )
 
 
+def _defect_type_table(dataset: str, comparison: DatasetComparison) -> str:
+    """Mean / P33 AUPIMO and rank of each model per defect type (paper, Sec. 5)."""
+    breakdown = comparison.defect_types
+    rows = []
+    for model in comparison.models:
+        cells = [f'<th scope="row" class="text">{_e(model)}</th>']
+        for defect in breakdown:
+            mean, p33, rank = defect.mean[model], defect.p33[model], defect.rank[model]
+            cells.append(f'<td data-sort="{mean:.6g}">{100 * mean:.1f} / {100 * p33:.1f} '
+                         f"({rank})</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    explanation = (
+        "AUPIMO on the anomalous images of each defect type: mean / P33 in percent, and the "
+        "model's rank by average image-wise rank on those images (1 = best)."
+    )
+    headers = [f"{d.defect_type} ({d.num_anomalous})" for d in breakdown]
+    return (
+        f'<p class="note">{_e(explanation)}</p><div class="table-wrap">'
+        f'<table class="sortable defect-types" id="defects-{_anchor(dataset)}">'
+        f"<caption>{_e(dataset)}: per defect type</caption>"
+        + _header_row(["Model", *headers])
+        + "<tbody>" + "".join(rows) + "</tbody></table></div>"
+    )
+
+
 def _confidence_table(dataset: str, comparison: DatasetComparison, level: float) -> str:
     confidence = comparison.confidence
     models = comparison.models
@@ -577,6 +602,9 @@ def _pages(
             )
         parts.append("<h3>Results</h3>")
         parts.append(_dataset_table(dataset, comparison))
+        if comparison.defect_types:
+            parts.append("<h3>Per defect type</h3>")
+            parts.append(_defect_type_table(dataset, comparison))
         if len(comparison.models) > 1:
             parts.append("<h3>Pairwise confidence</h3>")
             parts.append(_confidence_table(dataset, comparison, level))
