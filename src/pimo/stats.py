@@ -102,6 +102,10 @@ BOXPLOT_STATISTICS: tuple[str, ...] = (
 DEFAULT_ZERO_TOLERANCE = 1e-3
 
 TestName = Literal["wilcoxon", "ttest"]
+Alternative = Literal["greater", "two-sided", "less"]
+ZeroMethod = Literal["wilcox", "pratt", "zsplit"]
+ALTERNATIVES: tuple[str, ...] = ("greater", "two-sided", "less")
+ZERO_METHODS: tuple[str, ...] = ("wilcox", "pratt", "zsplit")
 OutlierPolicy = Literal["none", "low", "high", "both"]
 
 
@@ -689,28 +693,65 @@ class ImageRanks:
         return float(self.average_ranks[self.models.index(model)])
 
 
-def image_ranks(scores_by_model: Mapping[str, ScoresLike] | AlignedScores) -> ImageRanks:
+def image_ranks(
+    scores_by_model: Mapping[str, ScoresLike] | AlignedScores,
+    *,
+    rank_tolerance: float = 0.0,
+) -> ImageRanks:
     """Rank the models at every anomalous image (1 = highest score, ties averaged).
 
     Parameters
     ----------
     scores_by_model : mapping of str to scores, or AlignedScores
         See :func:`align_scores`.
+    rank_tolerance : float, default 0
+        Scores closer than this (``|x_k - x_m| <= tol``) count as tied.
 
     Returns
     -------
     ImageRanks
-        ``rank_m(i) = 1 + #{k : x_k(i) > x_m(i)} + (#{k ≠ m : x_k(i) = x_m(i)}) / 2`` — the
-        "average" method of :func:`scipy.stats.rankdata` on the negated scores.
+        ``rank_m(i) = 1 + #{k : x_k(i) > x_m(i) + tol} + #{k ≠ m : |x_k(i) − x_m(i)| <= tol} / 2``.
+        With ``tol = 0`` this is the "average" method of :func:`scipy.stats.rankdata` on the
+        negated scores (the paper's ranks); for any ``tol`` the ranks at an image still sum
+        to ``M (M + 1) / 2`` (each pair of models shares one point: 1 to the worse, or 1/2
+        each when tied).
     """
+    tolerance = _non_negative(rank_tolerance, "rank_tolerance")
     aligned = align_scores(scores_by_model)
     anomalous = aligned.anomalous_scores
-    ranks = scipy.stats.rankdata(-anomalous, method="average", axis=0)
+    if tolerance == 0.0:
+        ranks = scipy.stats.rankdata(-anomalous, method="average", axis=0)
+    else:
+        # difference[k, m, i] = x_k(i) - x_m(i)
+        difference = anomalous[:, None, :] - anomalous[None, :, :]
+        better = np.count_nonzero(difference > tolerance, axis=0)
+        tied = np.count_nonzero(np.abs(difference) <= tolerance, axis=0) - 1
+        ranks = 1.0 + better + 0.5 * tied
     return ImageRanks(
         models=aligned.models,
         ranks=np.asarray(ranks, dtype=np.float64),
         image_indices=aligned.anomalous_indices,
     )
+
+
+def _non_negative(value: float, name: str) -> float:
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise PimoValueError(f"{name} must be a number >= 0, got {value!r}.")
+    return number
+
+
+def _check_test_options(alternative: str, zero_method: str) -> None:
+    if alternative not in ALTERNATIVES:
+        raise PimoValueError(
+            f"alternative must be one of {list(ALTERNATIVES)}, got {alternative!r}: 'greater' "
+            "(the paper's: A is better than B), 'two-sided' (A and B differ) or 'less'."
+        )
+    if zero_method not in ZERO_METHODS:
+        raise PimoValueError(
+            f"zero_method must be one of {list(ZERO_METHODS)}, got {zero_method!r} (scipy's "
+            "handling of zero differences; the paper's is 'wilcox', which drops them)."
+        )
 
 
 def _paired_values(
@@ -726,6 +767,8 @@ def wilcoxon_confidence(
     scores_b: ScoresLike,
     *,
     zero_tolerance: float = DEFAULT_ZERO_TOLERANCE,
+    alternative: Alternative = "greater",
+    zero_method: ZeroMethod = "wilcox",
 ) -> float:
     """Confidence that model A is more often better than model B (one-sided Wilcoxon test).
 
@@ -736,6 +779,12 @@ def wilcoxon_confidence(
     zero_tolerance : float
         Differences ``|d_i| <= zero_tolerance`` count as ties and are set to zero (default
         1e-3, as in the paper).
+    alternative : {"greater", "two-sided", "less"}
+        The alternative hypothesis: A better than B (default, the paper's), A and B differ,
+        or A worse than B. The confidence is ``1 − p`` of that test.
+    zero_method : {"wilcox", "pratt", "zsplit"}
+        scipy's handling of zero differences: drop them (default, the paper's), rank them
+        then drop them (Pratt), or split their ranks between both signs.
 
     Returns
     -------
@@ -753,25 +802,28 @@ def wilcoxon_confidence(
     approximation otherwise). On MVTec AD / Bottle this gives C = 84.3 % for PatchCore WR101
     over PatchCore WR50 (paper: 84 %).
     """
+    _check_test_options(alternative, zero_method)
     values_a, values_b = _paired_values(scores_a, scores_b)
-    return _wilcoxon_confidence(values_a - values_b, zero_tolerance)
+    return _wilcoxon_confidence(values_a - values_b, zero_tolerance, alternative, zero_method)
 
 
-def _wilcoxon_confidence(differences: np.ndarray, zero_tolerance: float) -> float:
-    if not (math.isfinite(zero_tolerance) and zero_tolerance >= 0):
-        raise PimoValueError(f"zero_tolerance must be a number >= 0, got {zero_tolerance!r}.")
+def _wilcoxon_confidence(differences: np.ndarray, zero_tolerance: float,
+                         alternative: str = "greater", zero_method: str = "wilcox") -> float:
+    _non_negative(zero_tolerance, "zero_tolerance")
     differences = np.array(differences, dtype=np.float64)
     differences[np.abs(differences) <= zero_tolerance] = 0.0
     if not np.any(differences):
         return 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = scipy.stats.wilcoxon(differences, alternative="greater", zero_method="wilcox")
+        result = scipy.stats.wilcoxon(differences, alternative=alternative,
+                                      zero_method=zero_method)
     pvalue = float(result.pvalue)
     return 0.0 if math.isnan(pvalue) else 1.0 - pvalue
 
 
-def ttest_confidence(scores_a: ScoresLike, scores_b: ScoresLike) -> float:
+def ttest_confidence(scores_a: ScoresLike, scores_b: ScoresLike, *,
+                     alternative: Alternative = "greater") -> float:
     """Confidence that model A scores higher on average than B (one-sided paired t-test).
 
     Parameters
@@ -786,18 +838,22 @@ def ttest_confidence(scores_a: ScoresLike, scores_b: ScoresLike) -> float:
         "greater"``) on the anomalous images: ``t = mean(d) / (std(d, ddof=1) / sqrt(n))``,
         ``d_i = a_i − b_i``. No tolerance is applied (the test is about the mean difference).
         When the differences are all zero, or fewer than two images, ``C = 0``.
+        ``alternative`` as in :func:`wilcoxon_confidence`.
     """
+    _check_test_options(alternative, "wilcox")
     values_a, values_b = _paired_values(scores_a, scores_b)
-    return _ttest_confidence(values_a, values_b)
+    return _ttest_confidence(values_a, values_b, alternative)
 
 
-def _ttest_confidence(values_a: np.ndarray, values_b: np.ndarray) -> float:
+def _ttest_confidence(values_a: np.ndarray, values_b: np.ndarray,
+                      alternative: str = "greater") -> float:
     differences = values_a - values_b
     if differences.size < 2 or not np.any(differences):
         return 0.0
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        pvalue = float(scipy.stats.ttest_rel(values_a, values_b, alternative="greater").pvalue)
+        pvalue = float(scipy.stats.ttest_rel(values_a, values_b,
+                                             alternative=alternative).pvalue)
     return 0.0 if math.isnan(pvalue) else 1.0 - pvalue
 
 
@@ -815,12 +871,18 @@ class PairwiseConfidence:
         The paired test used.
     zero_tolerance : float or None
         Tolerance of the Wilcoxon test (None for the t-test).
+    alternative : str
+        ``"greater"`` (row better than column, the paper's), ``"two-sided"`` or ``"less"``.
+    zero_method : str or None
+        scipy's zero handling of the Wilcoxon test (None for the t-test).
     """
 
     models: tuple[str, ...]
     matrix: np.ndarray
     test: str = "wilcoxon"
     zero_tolerance: float | None = DEFAULT_ZERO_TOLERANCE
+    alternative: str = "greater"
+    zero_method: str | None = "wilcox"
 
     def confidence(self, model_a: str, model_b: str) -> float:
         """Confidence that ``model_a`` beats ``model_b``."""
@@ -839,6 +901,8 @@ def pairwise_confidence(
     *,
     test: TestName = "wilcoxon",
     zero_tolerance: float = DEFAULT_ZERO_TOLERANCE,
+    alternative: Alternative = "greater",
+    zero_method: ZeroMethod = "wilcox",
 ) -> PairwiseConfidence:
     """Run the paired test for every ordered pair of models.
 
@@ -850,6 +914,8 @@ def pairwise_confidence(
         :func:`wilcoxon_confidence` (default, as in the paper) or :func:`ttest_confidence`.
     zero_tolerance : float
         Differences ``|d| <= zero_tolerance`` count as ties in the Wilcoxon test.
+    alternative, zero_method : str
+        See :func:`wilcoxon_confidence` (``zero_method`` only for the Wilcoxon test).
 
     Returns
     -------
@@ -859,6 +925,7 @@ def pairwise_confidence(
     """
     if test not in ("wilcoxon", "ttest"):
         raise PimoValueError(f"test must be 'wilcoxon' or 'ttest', got {test!r}.")
+    _check_test_options(alternative, zero_method)
     aligned = align_scores(scores_by_model)
     anomalous = aligned.anomalous_scores
     size = aligned.num_models
@@ -868,14 +935,17 @@ def pairwise_confidence(
             if a == b:
                 continue
             if test == "wilcoxon":
-                matrix[a, b] = _wilcoxon_confidence(anomalous[a] - anomalous[b], zero_tolerance)
+                matrix[a, b] = _wilcoxon_confidence(anomalous[a] - anomalous[b], zero_tolerance,
+                                                    alternative, zero_method)
             else:
-                matrix[a, b] = _ttest_confidence(anomalous[a], anomalous[b])
+                matrix[a, b] = _ttest_confidence(anomalous[a], anomalous[b], alternative)
     return PairwiseConfidence(
         models=aligned.models,
         matrix=matrix,
         test=test,
         zero_tolerance=zero_tolerance if test == "wilcoxon" else None,
+        alternative=alternative,
+        zero_method=zero_method if test == "wilcoxon" else None,
     )
 
 
@@ -1124,6 +1194,7 @@ class DatasetComparison:
             "models": {model: self.summaries[model].to_dict() for model in self.models},
             "confidence": self.confidence.to_dict(order=self.models),
             "test": self.confidence.test,
+            "alternative": self.confidence.alternative,
             "num_images": self.num_images,
             "num_anomalous": self.num_anomalous,
             "missing_models": list(self.missing_models),
@@ -1139,6 +1210,9 @@ def compare_models(
     set_metrics: Mapping[str, Mapping[str, float | None]] | None = None,
     test: TestName = "wilcoxon",
     zero_tolerance: float = DEFAULT_ZERO_TOLERANCE,
+    alternative: Alternative = "greater",
+    zero_method: ZeroMethod = "wilcox",
+    rank_tolerance: float = 0.0,
     missing_models: Iterable[str] = (),
     defect_types: Sequence[str | None] | None = None,
 ) -> DatasetComparison:
@@ -1156,6 +1230,10 @@ def compare_models(
         Paired test (see :func:`pairwise_confidence`).
     zero_tolerance : float
         Tie tolerance of the Wilcoxon test.
+    alternative, zero_method : str
+        Options of the paired test (see :func:`wilcoxon_confidence`); defaults: the paper's.
+    rank_tolerance : float
+        Scores closer than this tie in the image-wise ranks (see :func:`image_ranks`).
     missing_models : iterable of str
         Models that were asked for but have no scores on this dataset (only recorded).
     defect_types : sequence of str or None, optional
@@ -1170,8 +1248,9 @@ def compare_models(
     aligned = align_scores(scores_by_model, paths_by_model=paths_by_model)
     if defect_types is None:
         defect_types = defect_types_of(scores_by_model, paths_by_model=paths_by_model)
-    ranks = image_ranks(aligned)
-    confidence = pairwise_confidence(aligned, test=test, zero_tolerance=zero_tolerance)
+    ranks = image_ranks(aligned, rank_tolerance=rank_tolerance)
+    confidence = pairwise_confidence(aligned, test=test, zero_tolerance=zero_tolerance,
+                                     alternative=alternative, zero_method=zero_method)
     summaries: dict[str, ModelSummary] = {}
     for index, model in enumerate(aligned.models):
         metrics = dict((set_metrics or {}).get(model, {}))
@@ -1623,8 +1702,13 @@ def compare_score_tree(
     *,
     test: TestName = "wilcoxon",
     zero_tolerance: float = DEFAULT_ZERO_TOLERANCE,
+    alternative: Alternative = "greater",
+    zero_method: ZeroMethod = "wilcox",
+    rank_tolerance: float = 0.0,
 ) -> BenchmarkComparison:
     """Compare the models of a :class:`ScoreTree` on each dataset, then summarise.
+
+    The test options are those of :func:`compare_models`.
 
     A model without scores for a dataset is left out of that dataset's table and a warning
     (``UserWarning``) names it; it is also listed in the comparison's ``missing_models``.
@@ -1655,6 +1739,9 @@ def compare_score_tree(
                 set_metrics=metrics,
                 test=test,
                 zero_tolerance=zero_tolerance,
+                alternative=alternative,
+                zero_method=zero_method,
+                rank_tolerance=rank_tolerance,
                 missing_models=missing,
             )
         except ImageListMismatchError as error:

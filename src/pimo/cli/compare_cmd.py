@@ -64,6 +64,10 @@ class TextTable:
     left_columns: int = 2
 
 
+_RELATION = {"greater": "beats the column model", "two-sided": "differs from the column model",
+             "less": "is worse than the column model"}
+
+
 def _percent(value: float | None, decimals: int = 1) -> str:
     return "—" if value is None else f"{100 * value:.{decimals}f}%"
 
@@ -127,12 +131,14 @@ def dataset_tables(
         ]
         stats_table.rows.append(row)
 
+    sided = "two-sided" if comparison.confidence.alternative == "two-sided" else "one-sided"
     test_name = (
-        "one-sided Wilcoxon signed-rank test" if comparison.confidence.test == "wilcoxon"
-        else "one-sided paired t-test"
+        f"{sided} Wilcoxon signed-rank test" if comparison.confidence.test == "wilcoxon"
+        else f"{sided} paired t-test"
     )
+    relation = _RELATION[comparison.confidence.alternative]
     matrix_table = TextTable(
-        title=f"{key} — confidence that the row model beats the column model",
+        title=f"{key} — confidence that the row model {relation}",
         header=["#", "Model (avg. rank)"] + [str(i) for i in range(1, len(models) + 1)],
         caption=(
             f"Confidence = 1 − p ({test_name} on the anomalous images' AUPIMO); "
@@ -465,6 +471,20 @@ def _parse_model_specs(specs: Sequence[str]) -> dict[str, str]:
     "--zero-tolerance", type=click.FloatRange(min=0), default=1e-3, show_default=True,
     help="Wilcoxon: paired differences with |d| <= this count as ties (dropped).",
 )
+@click.option(
+    "--alternative", type=click.Choice(["greater", "two-sided", "less"]), default="greater",
+    show_default=True,
+    help="Alternative of the paired test: row model better (the paper's), different, or worse.",
+)
+@click.option(
+    "--zero-method", type=click.Choice(["wilcox", "pratt", "zsplit"]), default="wilcox",
+    show_default=True,
+    help="Wilcoxon: scipy's handling of zero differences (wilcox drops them, as the paper).",
+)
+@click.option(
+    "--rank-tolerance", type=click.FloatRange(min=0), default=0.0, show_default=True,
+    help="Image-wise ranks: scores closer than this count as tied.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write every figure (fractions, not percent) to this JSON file.")
 @click.option("--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -482,6 +502,9 @@ def compare_command(
     model_filter: tuple[str, ...],
     test: str,
     zero_tolerance: float,
+    alternative: str,
+    zero_method: str,
+    rank_tolerance: float,
     json_path: Path | None,
     csv_dir: Path | None,
     markdown: bool,
@@ -518,7 +541,10 @@ def compare_command(
         tree = tree.select(
             datasets=_split_names(dataset_filter), models=_split_names(model_filter)
         )
-        result = stats.compare_score_tree(tree, test=test, zero_tolerance=zero_tolerance)
+        result = stats.compare_score_tree(
+            tree, test=test, zero_tolerance=zero_tolerance, alternative=alternative,
+            zero_method=zero_method, rank_tolerance=rank_tolerance,
+        )
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
 
