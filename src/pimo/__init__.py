@@ -30,6 +30,7 @@ from pimo._validate import (
 )
 from pimo.data.problems import DatasetError
 from pimo.evaluate import EvaluationResult, evaluate_dataset
+from pimo.image_metrics import ImageMetricsResult, image_metrics
 from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
 from pimo.results import (
     AuimoResult,
@@ -51,6 +52,7 @@ __all__ = [
     "EmptyInputError",
     "EvaluationResult",
     "FprBoundsError",
+    "ImageMetricsResult",
     "IntegrationRange",
     "MaskValueError",
     "NoAnomalousImageError",
@@ -73,6 +75,7 @@ __all__ = [
     "aupro",
     "auroc",
     "evaluate_dataset",
+    "image_metrics",
     "label_regions",
     "load_auimo",
     "load_aupimo",

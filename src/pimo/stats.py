@@ -87,11 +87,15 @@ __all__ = [
 #: Anything that holds one model's per-image scores (NaN/None for normal images).
 ScoresLike = np.ndarray | Sequence[float | None] | AupimoResult
 
-#: Set-level metrics read from ``{"value": x}`` files beside ``aupimo/`` in the published layout.
-SET_METRICS: tuple[str, ...] = ("auroc", "aupro", "aupro_05")
+#: Set-level metrics read from ``{"value": x}`` files ``<name>.json`` beside ``aupimo/`` in the
+#: published layout: pixel AUROC, AUPRO (FPR up to 0.3 and 0.05), pixel AP (``aupr.json``) and
+#: F1-max, and the image-level AUROC, AP and F1-max of :func:`pimo.image_metrics`.
+SET_METRICS: tuple[str, ...] = (
+    "auroc", "aupro", "aupro_05", "aupr", "f1max", "image_auroc", "image_ap", "image_f1max",
+)
 
 #: The figures averaged over datasets in the cross-dataset summary (paper, Table 5).
-SUMMARY_FIGURES: tuple[str, ...] = ("mean", "p33", "avg_rank", "auroc", "aupro", "aupro_05")
+SUMMARY_FIGURES: tuple[str, ...] = ("mean", "p33", "avg_rank", *SET_METRICS)
 
 #: The boxplot statistics used for sample selection, in the order they are reported.
 BOXPLOT_STATISTICS: tuple[str, ...] = (
@@ -988,7 +992,8 @@ class ModelSummary:
     average_rank : float
         Its average image-wise rank among the compared models.
     set_metrics : dict of str to float or None
-        AUROC, AUPRO, AUPRO 5 % (keys of :data:`SET_METRICS`), None when not available.
+        AUROC, AUPRO, AUPRO 5 %, pixel AP, image-level metrics... (keys of
+        :data:`SET_METRICS`), None when not available.
     num_images : int
         Images in the test set (normal ones included).
     """
@@ -1531,8 +1536,8 @@ def find_score_files(root: str | Path) -> ScoreTree:
     """Find the score files of the published layout under ``root``.
 
     The layout is ``root/<model>/<collection>/<dataset>/aupimo/aupimos.json``, with optional
-    ``auroc.json``, ``aupro.json`` and ``aupro_05.json`` in ``<dataset>/`` (other files, e.g.
-    ``aupr.json``, are ignored).
+    ``{"value": x}`` files in ``<dataset>/`` for the metrics of :data:`SET_METRICS`
+    (``auroc.json``, ``aupro.json``, ``aupro_05.json``, ``aupr.json``, ...).
 
     Raises
     ------

@@ -37,7 +37,11 @@ __all__ = ["compare_command"]
 #: Confidence below which a cell of the pairwise matrix is highlighted (paper, App. D.4).
 CONFIDENCE_LEVEL = 0.95
 
-_SET_METRIC_HEADERS = {"auroc": "AUROC", "aupro": "AUPRO", "aupro_05": "AUPRO 5%"}
+_SET_METRIC_HEADERS = {
+    "image_auroc": "Img. AUROC", "image_ap": "Img. AP", "image_f1max": "Img. F1-max",
+    "auroc": "AUROC", "aupr": "AUPR", "f1max": "F1-max", "aupro": "AUPRO",
+    "aupro_05": "AUPRO 5%",
+}
 
 
 # =============================================================================================

@@ -56,7 +56,12 @@ TABLE_FIGURES: tuple[tuple[str, str], ...] = (
     ("q3", "Q3"),
     ("min", "Min"),
     ("max", "Max"),
+    ("image_auroc", "Image AUROC"),
+    ("image_ap", "Image AP"),
+    ("image_f1max", "Image F1-max"),
     ("auroc", "AUROC"),
+    ("aupr", "AUPR"),
+    ("f1max", "F1-max"),
     ("aupro", "AUPRO"),
     ("aupro_05", "AUPRO 5%"),
 )
@@ -66,7 +71,12 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("avg_rank", "Avg. rank"),
     ("mean", "Mean AUPIMO"),
     ("p33", "P33 AUPIMO"),
+    ("image_auroc", "Image AUROC"),
+    ("image_ap", "Image AP"),
+    ("image_f1max", "Image F1-max"),
     ("auroc", "AUROC"),
+    ("aupr", "AUPR"),
+    ("f1max", "F1-max"),
     ("aupro", "AUPRO"),
     ("aupro_05", "AUPRO 5%"),
 )
@@ -273,7 +283,8 @@ def _dataset_table(dataset: str, comparison: DatasetComparison) -> str:
     explanation = (
         f"AUPIMO statistics over {comparison.num_anomalous} anomalous images "
         f"(of {comparison.num_images}), in percent, rank in parentheses; average image-wise "
-        "rank (1 = best); pixel-level AUROC, AUPRO and AUPRO up to FPR 5 %."
+        "rank (1 = best); image-level AUROC, AP and F1-max, and pixel-level AUROC, AUPR (AP), "
+        "F1-max, AUPRO and AUPRO up to FPR 5 %, when their files are present."
     )
     caption = f"{dataset}: results"
     return (
