@@ -32,6 +32,8 @@ Output (:meth:`EvaluationResult.save`)
     (``defect_types``, from the layout's folders; readers ignore unknown fields).
 ``auroc.json``, ``aupro.json``, ``aupro_05.json``
     ``{"value": x}``: pixel AUROC, AUPRO up to FPR 0.3 and up to FPR 0.05.
+``image_auroc.json``
+    ``{"value": x}``: image AUROC of the maps' maxima (:func:`pimo.image_metrics`).
 ``evaluation.json``
     What is needed to find the data again and redraw curves (see :meth:`EvaluationResult.to_dict`).
 """
@@ -60,6 +62,7 @@ from pimo.data.maps import (
 )
 from pimo.data.problems import DatasetError, Problem
 from pimo.data.resize import resize_bilinear, resize_nearest
+from pimo.image_metrics import image_metrics
 from pimo.results import AupimoResult, save_value
 from pimo.setmetrics import SetMetricsStream, aupro_filename
 
@@ -167,6 +170,9 @@ class EvaluationResult:
         resized to that size, and the numbers are not comparable with full-resolution ones.
     mask_threshold : float or None
         The binarisation threshold of the masks (None: ``> 0`` on clean masks).
+    image_metrics : dict of str to float or None
+        Image-level metrics of the maps' maxima (:func:`pimo.image_metrics`), keyed by their
+        file names without ``.json`` (``image_auroc``).
     """
 
     aupimo: AupimoResult
@@ -181,6 +187,7 @@ class EvaluationResult:
     skipped: list[Problem] = field(default_factory=list)
     resolution: tuple[int, int] | None = None
     mask_threshold: float | None = None
+    image_metrics: dict[str, float] | None = None
 
     @property
     def paths(self) -> list[str]:
@@ -192,6 +199,7 @@ class EvaluationResult:
         summary: dict[str, Any] = {"category": self.category, **self.aupimo.summary()}
         for name in SET_METRIC_FILES:
             summary[name] = None if self.set_metrics is None else self.set_metrics[name]
+        summary.update(self.image_metrics or {})
         return summary
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,6 +216,7 @@ class EvaluationResult:
         files = {"aupimo": AUPIMO_FILE}
         if self.set_metrics is not None:
             files.update(SET_METRIC_FILES)
+        files.update({name: f"{name}.json" for name in self.image_metrics or {}})
         return {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
@@ -224,6 +233,7 @@ class EvaluationResult:
             "files": files,
             "set_metrics": self.set_metrics,
             "set_metrics_note": self.set_metrics_note,
+            "image_metrics": self.image_metrics,
             "images": [image.to_dict() for image in self.images],
             "skipped": [problem.to_dict() for problem in self.skipped],
         }
@@ -241,6 +251,8 @@ class EvaluationResult:
         if self.set_metrics is not None:
             for name, filename in SET_METRIC_FILES.items():
                 written[name] = save_value(directory / filename, self.set_metrics[name])
+        for name, value in (self.image_metrics or {}).items():
+            written[name] = save_value(directory / f"{name}.json", value)
         written["evaluation"] = dump_json(directory / EVALUATION_FILE, self.to_dict())
         return written
 
@@ -496,6 +508,7 @@ def evaluate_dataset(
         set_dtype: np.dtype | None = None
         widen_set_metrics = False
         stream_problems: list[Problem] = []
+        image_scores = np.zeros(len(kept), dtype=np.float64)  # each map's maximum
 
         def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
             try:
@@ -527,6 +540,8 @@ def evaluate_dataset(
                     continue
                 anomaly_map, mask = loaded
                 path = job.sample.relative_path
+                if first:
+                    image_scores[job.index] = anomaly_map.max()
                 if mask is None:
                     mask = np.zeros(anomaly_map.shape, dtype=bool)
                     if first:
@@ -544,6 +559,8 @@ def evaluate_dataset(
         stream("anomalous images", anomalous, first=True)
         _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
         aupimo = aupimo_stream.result(paths)
+        image_level = image_metrics(image_scores, [int(job.anomalous) for job in kept],
+                                    paths=paths).values()
         defect_types = [job.sample.defect_type for job in kept]
         if any(defect is not None for defect in defect_types):
             aupimo = replace(aupimo, extra={**aupimo.extra, "defect_types": defect_types})
@@ -600,4 +617,5 @@ def evaluate_dataset(
         skipped=skipped,
         resolution=target_size,
         mask_threshold=mask_threshold,
+        image_metrics=image_level,
     )
