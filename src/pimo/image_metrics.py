@@ -123,18 +123,22 @@ def _map_scores(anomaly_maps: Any, masks: Any, score: str,
                 paths: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """Each map's maximum (or mean) and each mask's label, after the usual input checks."""
     image_set = as_image_set(anomaly_maps, masks, paths=paths)
-    scores = np.empty(image_set.num_images, dtype=image_set.map_dtype)
-    for index in range(image_set.num_images):
-        values = image_set.maps[index]
-        finite = np.isfinite(values)
-        if not finite.all():
-            pixel = int(np.flatnonzero(~finite)[0])
-            raise NonFiniteScoreError(
-                f"The anomaly map of {image_set.describe(index)} holds {values[pixel]} at pixel "
-                f"{pixel_position(pixel, image_set.shapes[index])}; scores must be finite.",
-                image_index=index, path=paths[index] if paths else None,
-            )
-        scores[index] = values.max() if score == "max" else values.mean(dtype=np.float64)
+    finite = np.isfinite(image_set.maps_flat)
+    if not finite.all():
+        flat = int(np.flatnonzero(~finite)[0])
+        index = int(np.searchsorted(image_set.offsets, flat, side="right")) - 1
+        pixel = flat - int(image_set.offsets[index])
+        raise NonFiniteScoreError(
+            f"The anomaly map of {image_set.describe(index)} holds {image_set.maps_flat[flat]} "
+            f"at pixel {pixel_position(pixel, image_set.shapes[index])}; scores must be finite.",
+            image_index=index, path=paths[index] if paths else None,
+        )
+    starts = image_set.offsets[:-1]
+    if score == "max":
+        scores = np.maximum.reduceat(image_set.maps_flat, starts)
+    else:
+        sums = np.add.reduceat(image_set.maps_flat, starts, dtype=np.float64)
+        scores = sums / image_set.num_pixels
     return scores, image_set.image_classes
 
 

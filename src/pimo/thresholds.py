@@ -292,8 +292,8 @@ def _binary_counts(image_set: ImageSet, threshold: float, indices: np.ndarray, *
     false_positives = np.zeros(indices.shape[0], dtype=np.int64)
     fp_regions = np.zeros(indices.shape[0], dtype=np.int64)
     for position, index in enumerate(indices):
-        mask = image_set.masks[index].view(np.bool_)
-        predicted = image_set.maps[index] >= threshold
+        mask = image_set.mask_of(index).view(np.bool_)
+        predicted = image_set.map_of(index) >= threshold
         true_positives[position] = np.count_nonzero(predicted & mask)
         false_positive = predicted & ~mask
         false_positives[position] = np.count_nonzero(false_positive)
@@ -354,7 +354,7 @@ def _per_image_threshold(image_set: ImageSet, normal: np.ndarray, target: float,
     bounds = np.empty(normal.shape[0], dtype=np.float64)
     highest = -math.inf
     for position, index in enumerate(normal):
-        scores = image_set.maps[index]
+        scores = image_set.map_of(index)
         pixels = scores.shape[0]
         allowed = math.floor(exact_target * pixels)
         highest = max(highest, float(scores.max()))
@@ -365,7 +365,7 @@ def _per_image_threshold(image_set: ImageSet, normal: np.ndarray, target: float,
             bounds[position] = float(np.partition(scores, kth)[kth])
     bound = float(np.sort(bounds)[required - 1])
     if bound == -math.inf:
-        return min(float(image_set.maps[index].min()) for index in normal)
+        return min(float(image_set.map_of(index).min()) for index in normal)
     if bound >= highest:
         meeting = int(np.count_nonzero(bounds < highest))
         raise UnreachableFprError(
@@ -378,7 +378,7 @@ def _per_image_threshold(image_set: ImageSet, normal: np.ndarray, target: float,
             "smallest normal image, lower share, or evaluate at a higher resolution."
         )
     return min(float(np.min(scores[scores > bound], initial=math.inf))
-               for scores in (image_set.maps[index] for index in normal))
+               for scores in (image_set.map_of(index) for index in normal))
 
 
 # --------------------------------------------------------------------------------------
@@ -449,7 +449,7 @@ def threshold_at(
             "all zeros (e.g. MVTec AD's 'good' test images)."
         )
     all_indices = np.arange(image_set.num_images)
-    _raise_if_nonfinite(np.array([_first_nonfinite(image_set.maps[i]) for i in all_indices]),
+    _raise_if_nonfinite(np.array([_first_nonfinite(image_set.map_of(i)) for i in all_indices]),
                         all_indices, image_set)
     for index, shape in enumerate(image_set.shapes):
         _connectivity_rank(connectivity, len(shape), image_set.describe(index))
