@@ -62,7 +62,7 @@ from pimo.data.maps import (
 )
 from pimo.data.problems import DatasetError, Problem
 from pimo.data.resize import resize_bilinear, resize_nearest
-from pimo.image_metrics import image_metrics
+from pimo.image_metrics import ImageMetricsResult, image_metrics
 from pimo.results import AupimoResult, save_value
 from pimo.setmetrics import SetMetricsStream, aupro_filename
 
@@ -170,9 +170,8 @@ class EvaluationResult:
         resized to that size, and the numbers are not comparable with full-resolution ones.
     mask_threshold : float or None
         The binarisation threshold of the masks (None: ``> 0`` on clean masks).
-    image_metrics : dict of str to float or None
-        Image-level metrics of the maps' maxima (:func:`pimo.image_metrics`), keyed by their
-        file names without ``.json`` (``image_auroc``).
+    image_metrics : ImageMetricsResult or None
+        Image-level metrics of the maps' maxima (:func:`pimo.image_metrics`).
     """
 
     aupimo: AupimoResult
@@ -187,7 +186,7 @@ class EvaluationResult:
     skipped: list[Problem] = field(default_factory=list)
     resolution: tuple[int, int] | None = None
     mask_threshold: float | None = None
-    image_metrics: dict[str, float] | None = None
+    image_metrics: ImageMetricsResult | None = None
 
     @property
     def paths(self) -> list[str]:
@@ -199,7 +198,8 @@ class EvaluationResult:
         summary: dict[str, Any] = {"category": self.category, **self.aupimo.summary()}
         for name in SET_METRIC_FILES:
             summary[name] = None if self.set_metrics is None else self.set_metrics[name]
-        summary.update(self.image_metrics or {})
+        if self.image_metrics is not None:
+            summary.update(self.image_metrics.values())
         return summary
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,7 +216,8 @@ class EvaluationResult:
         files = {"aupimo": AUPIMO_FILE}
         if self.set_metrics is not None:
             files.update(SET_METRIC_FILES)
-        files.update({name: f"{name}.json" for name in self.image_metrics or {}})
+        image_level = None if self.image_metrics is None else self.image_metrics.values()
+        files.update({name: f"{name}.json" for name in image_level or {}})
         return {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
@@ -233,7 +234,7 @@ class EvaluationResult:
             "files": files,
             "set_metrics": self.set_metrics,
             "set_metrics_note": self.set_metrics_note,
-            "image_metrics": self.image_metrics,
+            "image_metrics": image_level,
             "images": [image.to_dict() for image in self.images],
             "skipped": [problem.to_dict() for problem in self.skipped],
         }
@@ -251,8 +252,8 @@ class EvaluationResult:
         if self.set_metrics is not None:
             for name, filename in SET_METRIC_FILES.items():
                 written[name] = save_value(directory / filename, self.set_metrics[name])
-        for name, value in (self.image_metrics or {}).items():
-            written[name] = save_value(directory / f"{name}.json", value)
+        if self.image_metrics is not None:
+            written.update(self.image_metrics.save(directory))
         written["evaluation"] = dump_json(directory / EVALUATION_FILE, self.to_dict())
         return written
 
@@ -560,7 +561,7 @@ def evaluate_dataset(
         _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
         aupimo = aupimo_stream.result(paths)
         image_level = image_metrics(image_scores, [int(job.anomalous) for job in kept],
-                                    paths=paths).values()
+                                    paths=paths)
         defect_types = [job.sample.defect_type for job in kept]
         if any(defect is not None for defect in defect_types):
             aupimo = replace(aupimo, extra={**aupimo.extra, "defect_types": defect_types})

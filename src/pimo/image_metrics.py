@@ -15,8 +15,10 @@ set.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ from pimo._validate import (
     describe_image,
     pixel_position,
 )
+from pimo.results import save_value
 from pimo.setmetrics import set_metrics
 
 __all__ = ["IMAGE_SCORES", "ImageMetricsResult", "image_metrics"]
@@ -70,6 +73,12 @@ class ImageMetricsResult:
     def values(self) -> dict[str, float]:
         """``{"image_auroc": ...}``: the figures, named as their ``{"value": x}`` files."""
         return {"image_auroc": float(self.auroc)}
+
+    def save(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write ``image_auroc.json`` (``{"value": x}``, atomically) into ``directory``."""
+        folder = Path(directory)
+        return {name: save_value(folder / f"{name}.json", value)
+                for name, value in self.values().items()}
 
 
 def _as_numpy(values: Any) -> Any:
