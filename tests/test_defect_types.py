@@ -89,3 +89,11 @@ def test_published_mvtec_files_give_defect_types():
     names = {d.defect_type for d in comparison.defect_types}
     assert names == {"broken_large", "broken_small", "contamination"}
     assert json.dumps(comparison.to_dict())  # JSON-ready
+
+
+def test_report_defect_type_table():
+    from pimo.report import _defect_type_table
+
+    html = _defect_type_table("mvtec/toy", stats.compare_models(results()))
+    assert "hole (2)" in html and "crack (2)" in html
+    assert "70.0 / 63.2 (1)" in html  # model a on crack: mean 70 %, P33 63.2 %, rank 1
