@@ -33,10 +33,11 @@ from pimo._validate import (
     ShapeMismatchError,
     as_image_set,
     describe_image,
-    pixel_position,
 )
+from pimo.pimo import _raise_if_nonfinite
 from pimo.results import save_value
 from pimo.setmetrics import set_metrics
+from pimo.thresholds import first_nonfinite_pixels
 
 __all__ = ["IMAGE_SCORES", "ImageMetricsResult", "image_metrics"]
 
@@ -132,16 +133,8 @@ def _map_scores(anomaly_maps: Any, masks: Any, score: str,
                 paths: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """Each map's maximum (or mean) and each mask's label, after the usual input checks."""
     image_set = as_image_set(anomaly_maps, masks, paths=paths)
-    finite = np.isfinite(image_set.maps_flat)
-    if not finite.all():
-        flat = int(np.flatnonzero(~finite)[0])
-        index = int(np.searchsorted(image_set.offsets, flat, side="right")) - 1
-        pixel = flat - int(image_set.offsets[index])
-        raise NonFiniteScoreError(
-            f"The anomaly map of {image_set.describe(index)} holds {image_set.maps_flat[flat]} "
-            f"at pixel {pixel_position(pixel, image_set.shapes[index])}; scores must be finite.",
-            image_index=index, path=paths[index] if paths else None,
-        )
+    _raise_if_nonfinite(first_nonfinite_pixels(image_set), np.arange(image_set.num_images),
+                        image_set)
     starts = image_set.offsets[:-1]
     if score == "max":
         scores = np.maximum.reduceat(image_set.maps_flat, starts)

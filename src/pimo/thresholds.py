@@ -449,8 +449,7 @@ def threshold_at(
             "all zeros (e.g. MVTec AD's 'good' test images)."
         )
     all_indices = np.arange(image_set.num_images)
-    _raise_if_nonfinite(np.array([_first_nonfinite(image_set.map_of(i)) for i in all_indices]),
-                        all_indices, image_set)
+    _raise_if_nonfinite(first_nonfinite_pixels(image_set), all_indices, image_set)
     for index, shape in enumerate(image_set.shapes):
         _connectivity_rank(connectivity, len(shape), image_set.describe(index))
     if exact_share is None:
@@ -493,7 +492,15 @@ def threshold_at(
     )
 
 
-def _first_nonfinite(scores: np.ndarray) -> int:
-    """Flat index of the first NaN/inf score, -1 when all are finite."""
-    bad = np.flatnonzero(~np.isfinite(scores))
-    return int(bad[0]) if bad.shape[0] else -1
+def first_nonfinite_pixels(image_set: ImageSet) -> np.ndarray:
+    """Per image, the flat index of its first NaN/inf score (-1 when all are finite).
+
+    The input of :func:`pimo.pimo._raise_if_nonfinite`, which names the first such image.
+    """
+    bad = np.flatnonzero(~np.isfinite(image_set.maps_flat))
+    first = np.full(image_set.num_images, -1, dtype=np.int64)
+    if bad.shape[0]:
+        images = np.searchsorted(image_set.offsets, bad, side="right") - 1
+        with_bad, first_position = np.unique(images, return_index=True)
+        first[with_bad] = bad[first_position] - image_set.offsets[with_bad]
+    return first
