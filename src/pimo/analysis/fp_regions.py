@@ -235,7 +235,7 @@ def fp_regions_vs_fpr(
     used_connectivity = 0
     for index in normal.tolist():
         shape = image_set.shapes[index]
-        flat = np.asarray(image_set.maps[index], dtype=np.float64)
+        flat = np.asarray(image_set.map_of(index), dtype=np.float64)
         if not np.all(np.isfinite(flat)):
             raise NonFiniteScoreError(
                 f"The anomaly map of {image_set.describe(index)} holds NaN or infinite scores; "

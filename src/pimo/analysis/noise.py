@@ -418,8 +418,8 @@ def noisy_annotation_robustness(
         raise PimoValueError(f"num_draws must be a positive integer, got {num_draws!r}.")
     bounds = validate_fpr_bounds(fpr_bounds)
     limits = tuple(float(limit) for limit in fpr_limits)
-    map_list = _as_image_list(anomaly_maps, "anomaly_maps")
-    mask_list = _as_image_list(masks, "masks")
+    map_list, _ = _as_image_list(anomaly_maps, "anomaly_maps")
+    mask_list, _ = _as_image_list(masks, "masks")
     clean_aupimo = aupimo(map_list, mask_list, fpr_bounds=bounds, paths=paths)
     clean_sets = set_metrics(map_list, mask_list, fpr_limits=limits, auroc=False,
                              connectivity=connectivity, paths=paths)

@@ -190,7 +190,7 @@ def region_sizes(
     MaskValueError, PimoTypeError, ShapeMismatchError
         A mask is not binary or not 2-D/3-D (the image is named).
     """
-    mask_list = _as_image_list(masks, "masks")
+    mask_list, _ = _as_image_list(masks, "masks")
     if paths is not None and len(paths) != len(mask_list):
         raise PimoValueError(f"Got {len(paths)} paths for {len(mask_list)} masks; pass one path "
                              "per mask.")
