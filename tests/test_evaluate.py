@@ -127,7 +127,7 @@ def test_pt_map_files(tmp_path: Path) -> None:
 
 
 def test_save_writes_published_layout(tmp_path: Path) -> None:
-    maps, _, paths = make_mvtec(tmp_path / "data")
+    maps, masks, paths = make_mvtec(tmp_path / "data")
     write_maps(tmp_path / "maps", maps, paths)
     result = evaluate_dataset(f"mvtec:{tmp_path / 'data'}", tmp_path / "maps", category="bottle",
                               fpr_bounds=(1e-3, 1e-2))
@@ -145,6 +145,15 @@ def test_save_writes_published_layout(tmp_path: Path) -> None:
     assert info["images"][0]["mask"].endswith("_mask.png")
     assert info["images"][0]["map"] == Path(paths[0]).with_suffix(".npy").as_posix()[7:]
     assert info["maps"]["location"] == str((tmp_path / "maps" / "bottle").resolve())
+    image_auroc = pimo.load_value(tmp_path / "out" / "image_auroc.json")
+    from pimo.data import resize_bilinear
+
+    full = np.stack([resize_bilinear(m, SIZE) for m in maps])
+    assert image_auroc == pytest.approx(pimo.image_metrics(full, masks).auroc, abs=1e-12)
+    assert info["files"]["image_auroc"] == "image_auroc.json"
+    expected_types = [path.split("/")[2] for path in paths]  # bottle/test/<defect>/...
+    assert [image["defect_type"] for image in info["images"]] == expected_types
+    assert scores.extra["defect_types"] == expected_types
 
 
 def test_stacked_npz(tmp_path: Path) -> None:
@@ -216,6 +225,7 @@ def test_folder_layout(tmp_path: Path) -> None:
     write_maps(tmp_path / "maps", maps, paths)
     result = evaluate_dataset(f"folder:{root}", tmp_path / "maps", fpr_bounds=(1e-3, 1e-2))
     _check_same(result, maps, masks, paths)
+    assert [image.defect_type for image in result.images] == [p.split("/")[1] for p in paths]
 
 
 def test_fixed_resolution(tmp_path: Path) -> None:

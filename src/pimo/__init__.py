@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from pimo.accumulate import AupimoAccumulator
     from pimo.data.problems import DatasetError
     from pimo.evaluate import EvaluationResult, evaluate_dataset
+    from pimo.image_metrics import ImageMetricsResult, image_metrics
     from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
     from pimo.results import (
         AuimoResult,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         label_regions,
         set_metrics,
     )
+    from pimo.thresholds import OperatingThreshold, load_threshold, threshold_at
 
 # public name -> module that defines it, imported on first access
 _LAZY_NAMES: dict[str, str] = {
@@ -74,6 +76,8 @@ _LAZY_NAMES: dict[str, str] = {
     "DatasetError": "pimo.data.problems",
     "EvaluationResult": "pimo.evaluate",
     "evaluate_dataset": "pimo.evaluate",
+    "ImageMetricsResult": "pimo.image_metrics",
+    "image_metrics": "pimo.image_metrics",
     "IntegrationRange": "pimo.pimo",
     "SharedFprCurve": "pimo.pimo",
     "auimo": "pimo.pimo",
@@ -92,12 +96,15 @@ _LAZY_NAMES: dict[str, str] = {
     "auroc": "pimo.setmetrics",
     "label_regions": "pimo.setmetrics",
     "set_metrics": "pimo.setmetrics",
+    "OperatingThreshold": "pimo.thresholds",
+    "load_threshold": "pimo.thresholds",
+    "threshold_at": "pimo.thresholds",
 }
 
 # submodules reachable as attributes of the package without an explicit import
 _LAZY_SUBMODULES = (
     "accumulate", "data", "evaluate", "pimo", "plots", "report", "results", "setmetrics", "stats",
-    "streaming",
+    "streaming", "thresholds",
 )
 
 
@@ -137,12 +144,14 @@ __all__ = [
     "EmptyInputError",
     "EvaluationResult",
     "FprBoundsError",
+    "ImageMetricsResult",
     "IncompleteSummaryError",
     "IntegrationRange",
     "MaskValueError",
     "NoAnomalousImageError",
     "NoNormalImageError",
     "NonFiniteScoreError",
+    "OperatingThreshold",
     "OutputPathError",
     "PimoCurves",
     "PimoError",
@@ -161,12 +170,15 @@ __all__ = [
     "aupro",
     "auroc",
     "evaluate_dataset",
+    "image_metrics",
     "label_regions",
     "load_auimo",
     "load_aupimo",
+    "load_threshold",
     "load_value",
     "make_example",
     "pimo_curves",
     "save_value",
     "set_metrics",
+    "threshold_at",
 ]

@@ -28,9 +28,12 @@ without image) are left out and listed in :attr:`EvaluationResult.skipped`.
 Output (:meth:`EvaluationResult.save`)
 --------------------------------------
 ``aupimo/aupimos.json``
-    Per-image AUPIMO in the paper's format, with ``paths``.
+    Per-image AUPIMO in the paper's format, with ``paths`` and each image's defect type
+    (``defect_types``, from the layout's folders; readers ignore unknown fields).
 ``auroc.json``, ``aupro.json``, ``aupro_05.json``
     ``{"value": x}``: pixel AUROC, AUPRO up to FPR 0.3 and up to FPR 0.05.
+``image_auroc.json``
+    ``{"value": x}``: image AUROC of the maps' maxima (:func:`pimo.image_metrics`).
 ``evaluation.json``
     What is needed to find the data again and redraw curves (see :meth:`EvaluationResult.to_dict`).
     It is written last, and records the run (:class:`~pimo._outputs.EvaluationRun`).
@@ -44,7 +47,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,7 @@ from pimo.data.maps import (
 )
 from pimo.data.problems import DatasetError, Problem
 from pimo.data.resize import resize_bilinear, resize_nearest
+from pimo.image_metrics import ImageMetricsResult, image_metrics
 from pimo.results import AupimoResult, save_value
 from pimo.setmetrics import SetMetricsAccumulator, aupro_filename
 
@@ -150,6 +154,8 @@ class EvaluatedImage:
         Whether the mask has anomalous pixels.
     size : tuple of int
         ``(height, width)`` of the image.
+    defect_type : str or None
+        The image's defect type from the layout (see :class:`pimo.data.layouts.Sample`).
     """
 
     path: str
@@ -158,6 +164,7 @@ class EvaluatedImage:
     map_row: int | None
     anomalous: bool
     size: tuple[int, int]
+    defect_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready record."""
@@ -166,6 +173,7 @@ class EvaluatedImage:
             record["map_row"] = self.map_row
         record["anomalous"] = self.anomalous
         record["size"] = list(self.size)
+        record["defect_type"] = self.defect_type
         return record
 
 
@@ -198,6 +206,8 @@ class EvaluationResult:
     model : str or None
         The model's name (``pimo evaluate --model-name``); None: :attr:`model_name` falls
         back to :func:`default_model_name` of the maps' location.
+    image_metrics : ImageMetricsResult or None
+        Image-level metrics of the maps' maxima (:func:`pimo.image_metrics`).
     """
 
     aupimo: AupimoResult
@@ -218,6 +228,7 @@ class EvaluationResult:
     def model_name(self) -> str:
         """:attr:`model`, or the maps folder's name when none was given."""
         return self.model or default_model_name(self.maps_location, self.category)
+    image_metrics: ImageMetricsResult | None = None
 
     @property
     def paths(self) -> list[str]:
@@ -229,6 +240,8 @@ class EvaluationResult:
         summary: dict[str, Any] = {"category": self.category, **self.aupimo.summary()}
         for name in SET_METRIC_FILES:
             summary[name] = None if self.set_metrics is None else self.set_metrics[name]
+        if self.image_metrics is not None:
+            summary.update(self.image_metrics.values())
         return summary
 
     def to_dict(self, run: EvaluationRun | None = None) -> dict[str, Any]:
@@ -241,14 +254,17 @@ class EvaluationResult:
         (the score files, relative to the folder);
         ``set_metrics``; ``images`` (per image, in score order: ``path`` and ``mask``
         relative to the dataset root, ``map`` relative to the maps folder or as stored in the
-        stacked file with ``map_row``, ``anomalous``, ``size``); ``skipped``; ``run`` (``id``
-        and ``categories`` of the run, see :class:`~pimo._outputs.EvaluationRun`; a run of
-        this category alone when ``run`` is None).
+        stacked file with ``map_row``, ``anomalous``, ``size``, ``defect_type``); ``skipped``;
+        ``run`` (``id`` and ``categories`` of the run, see
+        :class:`~pimo._outputs.EvaluationRun`; a run of this category alone when ``run`` is
+        None).
         """
         run = run or EvaluationRun.new([self.category])
         files = {"aupimo": AUPIMO_FILE}
         if self.set_metrics is not None:
             files.update(SET_METRIC_FILES)
+        image_level = None if self.image_metrics is None else self.image_metrics.values()
+        files.update({name: f"{name}.json" for name in image_level or {}})
         return {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
@@ -266,6 +282,7 @@ class EvaluationResult:
             "files": files,
             "set_metrics": self.set_metrics,
             "set_metrics_note": self.set_metrics_note,
+            "image_metrics": image_level,
             "images": [image.to_dict() for image in self.images],
             "skipped": [problem.to_dict() for problem in self.skipped],
             "run": run.to_dict(),
@@ -302,6 +319,8 @@ class EvaluationResult:
         if self.set_metrics is not None:
             for name, filename in SET_METRIC_FILES.items():
                 written[name] = save_value(directory / filename, self.set_metrics[name])
+        if self.image_metrics is not None:
+            written.update(self.image_metrics.save(directory))
         removed = remove_stale_files(directory, [*written.values(), directory / EVALUATION_FILE])
         written["evaluation"] = dump_json(directory / EVALUATION_FILE, self.to_dict(run))
         return SavedFiles(written, removed)
@@ -601,6 +620,7 @@ def evaluate_dataset(
             if set_metrics else None
         )
         stream_problems: list[Problem] = []
+        image_scores = np.zeros(len(kept), dtype=np.float64)  # each map's maximum
 
         def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
             try:
@@ -631,6 +651,7 @@ def evaluate_dataset(
                     continue
                 anomaly_map, mask = loaded
                 path = job.sample.relative_path
+                image_scores[job.index] = anomaly_map.max()
                 if mask is None:
                     mask = np.zeros(anomaly_map.shape, dtype=bool)
                     aupimo_stream.add_normal(job.index, anomaly_map, path=path)
@@ -646,6 +667,11 @@ def evaluate_dataset(
             raise _with_normal_maps(error, what, normal, source) from error
         _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
         aupimo = aupimo_stream.result(paths)
+        image_level = image_metrics(image_scores, [int(job.anomalous) for job in kept],
+                                    paths=paths)
+        defect_types = [job.sample.defect_type for job in kept]
+        if any(defect is not None for defect in defect_types):
+            aupimo = replace(aupimo, extra={**aupimo.extra, "defect_types": defect_types})
         metrics, note = None, None
         if set_accumulator is not None:
             computed = set_accumulator.compute()
@@ -671,6 +697,7 @@ def evaluate_dataset(
             map_row=job.entry.row if job.entry.row >= 0 else None,
             anomalous=job.anomalous,
             size=job.size,
+            defect_type=job.sample.defect_type,
         )
         for job in kept
     ]
@@ -687,4 +714,5 @@ def evaluate_dataset(
         skipped=skipped,
         resolution=target_size,
         mask_threshold=mask_threshold,
+        image_metrics=image_level,
     )

@@ -59,6 +59,7 @@ __all__ = [
     "CrossDatasetSummary",
     "DatasetComparison",
     "DatasetFiles",
+    "DefectTypeSummary",
     "ImageListMismatchError",
     "ImageRanks",
     "ModelSummary",
@@ -71,6 +72,8 @@ __all__ = [
     "compare_models",
     "compare_score_tree",
     "competition_ranks",
+    "defect_type_breakdown",
+    "defect_types_of",
     "explicit_score_tree",
     "find_score_files",
     "image_ranks",
@@ -85,11 +88,15 @@ __all__ = [
 #: Anything that holds one model's per-image scores (NaN/None for normal images).
 ScoresLike = np.ndarray | Sequence[float | None] | AupimoResult
 
-#: Set-level metrics read from ``{"value": x}`` files beside ``aupimo/`` in the published layout.
-SET_METRICS: tuple[str, ...] = ("auroc", "aupro", "aupro_05")
+#: Set-level metrics read from ``{"value": x}`` files ``<name>.json`` beside ``aupimo/`` in the
+#: published layout: pixel AUROC, AUPRO (FPR up to 0.3 and 0.05), pixel AP (``aupr.json``) and
+#: F1-max, and the image-level AUROC, AP and F1-max of :func:`pimo.image_metrics`.
+SET_METRICS: tuple[str, ...] = (
+    "auroc", "aupro", "aupro_05", "aupr", "f1max", "image_auroc", "image_ap", "image_f1max",
+)
 
 #: The figures averaged over datasets in the cross-dataset summary (paper, Table 5).
-SUMMARY_FIGURES: tuple[str, ...] = ("mean", "p33", "avg_rank", "auroc", "aupro", "aupro_05")
+SUMMARY_FIGURES: tuple[str, ...] = ("mean", "p33", "avg_rank", *SET_METRICS)
 
 #: The boxplot statistics used for sample selection, in the order they are reported.
 BOXPLOT_STATISTICS: tuple[str, ...] = (
@@ -100,6 +107,10 @@ BOXPLOT_STATISTICS: tuple[str, ...] = (
 DEFAULT_ZERO_TOLERANCE = 1e-3
 
 TestName = Literal["wilcoxon", "ttest"]
+Alternative = Literal["greater", "two-sided", "less"]
+ZeroMethod = Literal["wilcox", "pratt", "zsplit"]
+ALTERNATIVES: tuple[str, ...] = ("greater", "two-sided", "less")
+ZERO_METHODS: tuple[str, ...] = ("wilcox", "pratt", "zsplit")
 OutlierPolicy = Literal["none", "low", "high", "both"]
 
 
@@ -687,28 +698,65 @@ class ImageRanks:
         return float(self.average_ranks[self.models.index(model)])
 
 
-def image_ranks(scores_by_model: Mapping[str, ScoresLike] | AlignedScores) -> ImageRanks:
+def image_ranks(
+    scores_by_model: Mapping[str, ScoresLike] | AlignedScores,
+    *,
+    rank_tolerance: float = 0.0,
+) -> ImageRanks:
     """Rank the models at every anomalous image (1 = highest score, ties averaged).
 
     Parameters
     ----------
     scores_by_model : mapping of str to scores, or AlignedScores
         See :func:`align_scores`.
+    rank_tolerance : float, default 0
+        Scores closer than this (``|x_k - x_m| <= tol``) count as tied.
 
     Returns
     -------
     ImageRanks
-        ``rank_m(i) = 1 + #{k : x_k(i) > x_m(i)} + (#{k ≠ m : x_k(i) = x_m(i)}) / 2`` — the
-        "average" method of :func:`scipy.stats.rankdata` on the negated scores.
+        ``rank_m(i) = 1 + #{k : x_k(i) > x_m(i) + tol} + #{k ≠ m : |x_k(i) − x_m(i)| <= tol} / 2``.
+        With ``tol = 0`` this is the "average" method of :func:`scipy.stats.rankdata` on the
+        negated scores (the paper's ranks); for any ``tol`` the ranks at an image still sum
+        to ``M (M + 1) / 2`` (each pair of models shares one point: 1 to the worse, or 1/2
+        each when tied).
     """
+    tolerance = _non_negative(rank_tolerance, "rank_tolerance")
     aligned = align_scores(scores_by_model)
     anomalous = aligned.anomalous_scores
-    ranks = scipy.stats.rankdata(-anomalous, method="average", axis=0)
+    if tolerance == 0.0:
+        ranks = scipy.stats.rankdata(-anomalous, method="average", axis=0)
+    else:
+        # difference[k, m, i] = x_k(i) - x_m(i)
+        difference = anomalous[:, None, :] - anomalous[None, :, :]
+        better = np.count_nonzero(difference > tolerance, axis=0)
+        tied = np.count_nonzero(np.abs(difference) <= tolerance, axis=0) - 1
+        ranks = 1.0 + better + 0.5 * tied
     return ImageRanks(
         models=aligned.models,
         ranks=np.asarray(ranks, dtype=np.float64),
         image_indices=aligned.anomalous_indices,
     )
+
+
+def _non_negative(value: float, name: str) -> float:
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise PimoValueError(f"{name} must be a number >= 0, got {value!r}.")
+    return number
+
+
+def _check_test_options(alternative: str, zero_method: str) -> None:
+    if alternative not in ALTERNATIVES:
+        raise PimoValueError(
+            f"alternative must be one of {list(ALTERNATIVES)}, got {alternative!r}: 'greater' "
+            "(the paper's: A is better than B), 'two-sided' (A and B differ) or 'less'."
+        )
+    if zero_method not in ZERO_METHODS:
+        raise PimoValueError(
+            f"zero_method must be one of {list(ZERO_METHODS)}, got {zero_method!r} (scipy's "
+            "handling of zero differences; the paper's is 'wilcox', which drops them)."
+        )
 
 
 def _paired_values(
@@ -724,6 +772,8 @@ def wilcoxon_confidence(
     scores_b: ScoresLike,
     *,
     zero_tolerance: float = DEFAULT_ZERO_TOLERANCE,
+    alternative: Alternative = "greater",
+    zero_method: ZeroMethod = "wilcox",
 ) -> float:
     """Confidence that model A is more often better than model B (one-sided Wilcoxon test).
 
@@ -734,6 +784,12 @@ def wilcoxon_confidence(
     zero_tolerance : float
         Differences ``|d_i| <= zero_tolerance`` count as ties and are set to zero (default
         1e-3, as in the paper).
+    alternative : {"greater", "two-sided", "less"}
+        The alternative hypothesis: A better than B (default, the paper's), A and B differ,
+        or A worse than B. The confidence is ``1 − p`` of that test.
+    zero_method : {"wilcox", "pratt", "zsplit"}
+        scipy's handling of zero differences: drop them (default, the paper's), rank them
+        then drop them (Pratt), or split their ranks between both signs.
 
     Returns
     -------
@@ -751,25 +807,28 @@ def wilcoxon_confidence(
     approximation otherwise). On MVTec AD / Bottle this gives C = 84.3 % for PatchCore WR101
     over PatchCore WR50 (paper: 84 %).
     """
+    _check_test_options(alternative, zero_method)
     values_a, values_b = _paired_values(scores_a, scores_b)
-    return _wilcoxon_confidence(values_a - values_b, zero_tolerance)
+    return _wilcoxon_confidence(values_a - values_b, zero_tolerance, alternative, zero_method)
 
 
-def _wilcoxon_confidence(differences: np.ndarray, zero_tolerance: float) -> float:
-    if not (math.isfinite(zero_tolerance) and zero_tolerance >= 0):
-        raise PimoValueError(f"zero_tolerance must be a number >= 0, got {zero_tolerance!r}.")
+def _wilcoxon_confidence(differences: np.ndarray, zero_tolerance: float,
+                         alternative: str = "greater", zero_method: str = "wilcox") -> float:
+    _non_negative(zero_tolerance, "zero_tolerance")
     differences = np.array(differences, dtype=np.float64)
     differences[np.abs(differences) <= zero_tolerance] = 0.0
     if not np.any(differences):
         return 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = scipy.stats.wilcoxon(differences, alternative="greater", zero_method="wilcox")
+        result = scipy.stats.wilcoxon(differences, alternative=alternative,
+                                      zero_method=zero_method)
     pvalue = float(result.pvalue)
     return 0.0 if math.isnan(pvalue) else 1.0 - pvalue
 
 
-def ttest_confidence(scores_a: ScoresLike, scores_b: ScoresLike) -> float:
+def ttest_confidence(scores_a: ScoresLike, scores_b: ScoresLike, *,
+                     alternative: Alternative = "greater") -> float:
     """Confidence that model A scores higher on average than B (one-sided paired t-test).
 
     Parameters
@@ -784,18 +843,22 @@ def ttest_confidence(scores_a: ScoresLike, scores_b: ScoresLike) -> float:
         "greater"``) on the anomalous images: ``t = mean(d) / (std(d, ddof=1) / sqrt(n))``,
         ``d_i = a_i − b_i``. No tolerance is applied (the test is about the mean difference).
         When the differences are all zero, or fewer than two images, ``C = 0``.
+        ``alternative`` as in :func:`wilcoxon_confidence`.
     """
+    _check_test_options(alternative, "wilcox")
     values_a, values_b = _paired_values(scores_a, scores_b)
-    return _ttest_confidence(values_a, values_b)
+    return _ttest_confidence(values_a, values_b, alternative)
 
 
-def _ttest_confidence(values_a: np.ndarray, values_b: np.ndarray) -> float:
+def _ttest_confidence(values_a: np.ndarray, values_b: np.ndarray,
+                      alternative: str = "greater") -> float:
     differences = values_a - values_b
     if differences.size < 2 or not np.any(differences):
         return 0.0
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        pvalue = float(scipy.stats.ttest_rel(values_a, values_b, alternative="greater").pvalue)
+        pvalue = float(scipy.stats.ttest_rel(values_a, values_b,
+                                             alternative=alternative).pvalue)
     return 0.0 if math.isnan(pvalue) else 1.0 - pvalue
 
 
@@ -813,12 +876,18 @@ class PairwiseConfidence:
         The paired test used.
     zero_tolerance : float or None
         Tolerance of the Wilcoxon test (None for the t-test).
+    alternative : str
+        ``"greater"`` (row better than column, the paper's), ``"two-sided"`` or ``"less"``.
+    zero_method : str or None
+        scipy's zero handling of the Wilcoxon test (None for the t-test).
     """
 
     models: tuple[str, ...]
     matrix: np.ndarray
     test: str = "wilcoxon"
     zero_tolerance: float | None = DEFAULT_ZERO_TOLERANCE
+    alternative: str = "greater"
+    zero_method: str | None = "wilcox"
 
     def confidence(self, model_a: str, model_b: str) -> float:
         """Confidence that ``model_a`` beats ``model_b``."""
@@ -837,6 +906,8 @@ def pairwise_confidence(
     *,
     test: TestName = "wilcoxon",
     zero_tolerance: float = DEFAULT_ZERO_TOLERANCE,
+    alternative: Alternative = "greater",
+    zero_method: ZeroMethod = "wilcox",
 ) -> PairwiseConfidence:
     """Run the paired test for every ordered pair of models.
 
@@ -848,6 +919,8 @@ def pairwise_confidence(
         :func:`wilcoxon_confidence` (default, as in the paper) or :func:`ttest_confidence`.
     zero_tolerance : float
         Differences ``|d| <= zero_tolerance`` count as ties in the Wilcoxon test.
+    alternative, zero_method : str
+        See :func:`wilcoxon_confidence` (``zero_method`` only for the Wilcoxon test).
 
     Returns
     -------
@@ -857,6 +930,7 @@ def pairwise_confidence(
     """
     if test not in ("wilcoxon", "ttest"):
         raise PimoValueError(f"test must be 'wilcoxon' or 'ttest', got {test!r}.")
+    _check_test_options(alternative, zero_method)
     aligned = align_scores(scores_by_model)
     anomalous = aligned.anomalous_scores
     size = aligned.num_models
@@ -866,14 +940,17 @@ def pairwise_confidence(
             if a == b:
                 continue
             if test == "wilcoxon":
-                matrix[a, b] = _wilcoxon_confidence(anomalous[a] - anomalous[b], zero_tolerance)
+                matrix[a, b] = _wilcoxon_confidence(anomalous[a] - anomalous[b], zero_tolerance,
+                                                    alternative, zero_method)
             else:
-                matrix[a, b] = _ttest_confidence(anomalous[a], anomalous[b])
+                matrix[a, b] = _ttest_confidence(anomalous[a], anomalous[b], alternative)
     return PairwiseConfidence(
         models=aligned.models,
         matrix=matrix,
         test=test,
         zero_tolerance=zero_tolerance if test == "wilcoxon" else None,
+        alternative=alternative,
+        zero_method=zero_method if test == "wilcoxon" else None,
     )
 
 
@@ -916,7 +993,8 @@ class ModelSummary:
     average_rank : float
         Its average image-wise rank among the compared models.
     set_metrics : dict of str to float or None
-        AUROC, AUPRO, AUPRO 5 % (keys of :data:`SET_METRICS`), None when not available.
+        AUROC, AUPRO, AUPRO 5 %, pixel AP, image-level metrics... (keys of
+        :data:`SET_METRICS`), None when not available.
     num_images : int
         Images in the test set (normal ones included).
     """
@@ -949,6 +1027,122 @@ class ModelSummary:
 
 
 @dataclass(frozen=True)
+class DefectTypeSummary:
+    """The models on the anomalous images of one defect type (paper, Sec. 5).
+
+    Attributes
+    ----------
+    defect_type : str
+        The defect type (the layout's folder name, e.g. ``"broken_large"``).
+    num_anomalous : int
+        Anomalous images of that type.
+    mean, p33 : dict of str to float
+        Per model, the mean and the 33rd percentile (linear interpolation) of its scores on
+        those images.
+    average_rank : dict of str to float
+        Per model, the mean of its image-wise ranks (among all compared models) on those
+        images.
+    rank : dict of str to int
+        Per model, its place by average rank on this defect type (1 = best, equal averages
+        share the best place).
+    """
+
+    defect_type: str
+    num_anomalous: int
+    mean: dict[str, float]
+    p33: dict[str, float]
+    average_rank: dict[str, float]
+    rank: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"num_anomalous": n, "models": {model: {mean, p33, avg_rank, rank}}}``."""
+        return {
+            "num_anomalous": self.num_anomalous,
+            "models": {
+                model: {"mean": self.mean[model], "p33": self.p33[model],
+                        "avg_rank": self.average_rank[model], "rank": self.rank[model]}
+                for model in self.mean
+            },
+        }
+
+
+def defect_types_of(
+    scores_by_model: Mapping[str, ScoresLike] | AlignedScores,
+    *,
+    paths_by_model: Mapping[str, Sequence[str] | None] | None = None,
+) -> list[str | None] | None:
+    """Each image's defect type, from the score files (None when they do not tell).
+
+    The ``defect_types`` field that ``pimo evaluate`` writes into ``aupimos.json`` is used
+    when present; otherwise the name of the folder holding each image in ``paths`` (MVTec AD
+    ``.../test/<defect>/000.png``), as the published score files have.
+    """
+    from pimo.data.layouts import defect_type_of_path
+
+    if not isinstance(scores_by_model, AlignedScores):
+        for scores in scores_by_model.values():
+            if isinstance(scores, AupimoResult):
+                stored = scores.extra.get("defect_types")
+                if isinstance(stored, list) and len(stored) == scores.num_images:
+                    return [None if value is None else str(value) for value in stored]
+    aligned = align_scores(scores_by_model, paths_by_model=paths_by_model)
+    if aligned.paths is None:
+        return None
+    return [defect_type_of_path(path) for path in aligned.paths]
+
+
+def defect_type_breakdown(
+    scores_by_model: Mapping[str, ScoresLike] | AlignedScores,
+    defect_types: Sequence[str | None],
+    *,
+    ranks: ImageRanks | None = None,
+) -> tuple[DefectTypeSummary, ...]:
+    """Mean, P33 and rank of every model on the anomalous images of each defect type.
+
+    Parameters
+    ----------
+    scores_by_model : mapping of str to scores, or AlignedScores
+        See :func:`align_scores`.
+    defect_types : sequence of str or None
+        One per image (normal images' entries are not used). Anomalous images without a
+        defect type (None) are left out of the breakdown.
+    ranks : ImageRanks, optional
+        The image-wise ranks, when already computed (:func:`image_ranks`).
+
+    Returns
+    -------
+    tuple of DefectTypeSummary
+        One per defect type, sorted by name.
+    """
+    aligned = align_scores(scores_by_model)
+    if len(defect_types) != aligned.num_images:
+        raise ImageListMismatchError(
+            f"Got {len(defect_types)} defect types for {aligned.num_images} images; give one "
+            "per image (normal images included)."
+        )
+    ranks = image_ranks(aligned) if ranks is None else ranks
+    types_of_anomalous = [defect_types[int(index)] for index in ranks.image_indices]
+    out = []
+    for defect in sorted({d for d in types_of_anomalous if d is not None}):
+        columns = np.array([d == defect for d in types_of_anomalous])
+        scores = aligned.scores[:, ranks.image_indices[columns]]
+        average = ranks.ranks[:, columns].mean(axis=1)
+        by_model = dict(zip(aligned.models, average.tolist(), strict=True))
+        out.append(DefectTypeSummary(
+            defect_type=defect,
+            num_anomalous=int(np.count_nonzero(columns)),
+            mean=dict(zip(aligned.models, scores.mean(axis=1).tolist(), strict=True)),
+            p33=dict(zip(aligned.models, np.percentile(scores, 33, axis=1).tolist(),
+                         strict=True)),
+            average_rank=by_model,
+            rank={m: int(r) for m, r in competition_ranks(by_model,
+                                                          higher_is_better=False).items()
+                  if r is not None},
+        ))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class DatasetComparison:
     """The comparison of several models on one dataset (one table of the paper, App. D.4).
 
@@ -966,6 +1160,9 @@ class DatasetComparison:
         The checked scores.
     missing_models : tuple of str
         Models asked for but without scores for this dataset (left out of the table).
+    defect_types : tuple of DefectTypeSummary
+        Per defect type (:func:`defect_type_breakdown`), when the scores tell the images'
+        defect types and the anomalous images have at least two; else empty.
     """
 
     models: tuple[str, ...]
@@ -974,6 +1171,7 @@ class DatasetComparison:
     confidence: PairwiseConfidence
     aligned: AlignedScores
     missing_models: tuple[str, ...] = ()
+    defect_types: tuple[DefectTypeSummary, ...] = ()
 
     @property
     def num_images(self) -> int:
@@ -1002,9 +1200,12 @@ class DatasetComparison:
             "models": {model: self.summaries[model].to_dict() for model in self.models},
             "confidence": self.confidence.to_dict(order=self.models),
             "test": self.confidence.test,
+            "alternative": self.confidence.alternative,
             "num_images": self.num_images,
             "num_anomalous": self.num_anomalous,
             "missing_models": list(self.missing_models),
+            "defect_types": {summary.defect_type: summary.to_dict()
+                             for summary in self.defect_types},
         }
 
 
@@ -1015,7 +1216,11 @@ def compare_models(
     set_metrics: Mapping[str, Mapping[str, float | None]] | None = None,
     test: TestName = "wilcoxon",
     zero_tolerance: float = DEFAULT_ZERO_TOLERANCE,
+    alternative: Alternative = "greater",
+    zero_method: ZeroMethod = "wilcox",
+    rank_tolerance: float = 0.0,
     missing_models: Iterable[str] = (),
+    defect_types: Sequence[str | None] | None = None,
 ) -> DatasetComparison:
     """Compare models on one dataset: statistics, average ranks, set metrics and pairwise tests.
 
@@ -1031,16 +1236,27 @@ def compare_models(
         Paired test (see :func:`pairwise_confidence`).
     zero_tolerance : float
         Tie tolerance of the Wilcoxon test.
+    alternative, zero_method : str
+        Options of the paired test (see :func:`wilcoxon_confidence`); defaults: the paper's.
+    rank_tolerance : float
+        Scores closer than this tie in the image-wise ranks (see :func:`image_ranks`).
     missing_models : iterable of str
         Models that were asked for but have no scores on this dataset (only recorded).
+    defect_types : sequence of str or None, optional
+        Each image's defect type; by default read from the score files
+        (:func:`defect_types_of`). With two or more types among the anomalous images the
+        comparison has a per-defect-type breakdown.
 
     Returns
     -------
     DatasetComparison
     """
     aligned = align_scores(scores_by_model, paths_by_model=paths_by_model)
-    ranks = image_ranks(aligned)
-    confidence = pairwise_confidence(aligned, test=test, zero_tolerance=zero_tolerance)
+    if defect_types is None:
+        defect_types = defect_types_of(scores_by_model, paths_by_model=paths_by_model)
+    ranks = image_ranks(aligned, rank_tolerance=rank_tolerance)
+    confidence = pairwise_confidence(aligned, test=test, zero_tolerance=zero_tolerance,
+                                     alternative=alternative, zero_method=zero_method)
     summaries: dict[str, ModelSummary] = {}
     for index, model in enumerate(aligned.models):
         metrics = dict((set_metrics or {}).get(model, {}))
@@ -1057,6 +1273,11 @@ def compare_models(
             key=lambda m: (summaries[m].average_rank, -summaries[m].statistics.mean, m),
         )
     )
+    breakdown: tuple[DefectTypeSummary, ...] = ()
+    if defect_types is not None:
+        anomalous_types = {defect_types[int(i)] for i in aligned.anomalous_indices} - {None}
+        if len(anomalous_types) >= 2:
+            breakdown = defect_type_breakdown(aligned, defect_types, ranks=ranks)
     return DatasetComparison(
         models=order,
         summaries=summaries,
@@ -1064,6 +1285,7 @@ def compare_models(
         confidence=confidence,
         aligned=aligned,
         missing_models=tuple(missing_models),
+        defect_types=breakdown,
     )
 
 
@@ -1315,8 +1537,8 @@ def find_score_files(root: str | Path) -> ScoreTree:
     """Find the score files of the published layout under ``root``.
 
     The layout is ``root/<model>/<collection>/<dataset>/aupimo/aupimos.json``, with optional
-    ``auroc.json``, ``aupro.json`` and ``aupro_05.json`` in ``<dataset>/`` (other files, e.g.
-    ``aupr.json``, are ignored).
+    ``{"value": x}`` files in ``<dataset>/`` for the metrics of :data:`SET_METRICS`
+    (``auroc.json``, ``aupro.json``, ``aupro_05.json``, ``aupr.json``, ...).
 
     Raises
     ------
@@ -1497,8 +1719,13 @@ def compare_score_tree(
     *,
     test: TestName = "wilcoxon",
     zero_tolerance: float = DEFAULT_ZERO_TOLERANCE,
+    alternative: Alternative = "greater",
+    zero_method: ZeroMethod = "wilcox",
+    rank_tolerance: float = 0.0,
 ) -> BenchmarkComparison:
     """Compare the models of a :class:`ScoreTree` on each dataset, then summarise.
+
+    The test options are those of :func:`compare_models`.
 
     A model without scores for a dataset is left out of that dataset's table and a warning
     (``UserWarning``) names it; it is also listed in the comparison's ``missing_models``.
@@ -1529,6 +1756,9 @@ def compare_score_tree(
                 set_metrics=metrics,
                 test=test,
                 zero_tolerance=zero_tolerance,
+                alternative=alternative,
+                zero_method=zero_method,
+                rank_tolerance=rank_tolerance,
                 missing_models=missing,
             )
         except ImageListMismatchError as error:

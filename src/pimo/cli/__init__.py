@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "evaluate": "pimo.cli.evaluate_cmd:evaluate_command",
     "report": "pimo.cli.report_cmd:report_command",
     "show": "pimo.cli.show_cmd:show_command",
+    "threshold": "pimo.cli.threshold_cmd:threshold_command",
 }
 
 # Exit code for bad input (a PimoError): distinct from crashes (1) and usage errors (2, click).

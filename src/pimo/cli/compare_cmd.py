@@ -37,7 +37,11 @@ __all__ = ["compare_command"]
 #: Confidence below which a cell of the pairwise matrix is highlighted (paper, App. D.4).
 CONFIDENCE_LEVEL = 0.95
 
-_SET_METRIC_HEADERS = {"auroc": "AUROC", "aupro": "AUPRO", "aupro_05": "AUPRO 5%"}
+_SET_METRIC_HEADERS = {
+    "image_auroc": "Img. AUROC", "image_ap": "Img. AP", "image_f1max": "Img. F1-max",
+    "auroc": "AUROC", "aupr": "AUPR", "f1max": "F1-max", "aupro": "AUPRO",
+    "aupro_05": "AUPRO 5%",
+}
 
 
 # =============================================================================================
@@ -62,6 +66,10 @@ class TextTable:
     rows: list[list[Cell]] = field(default_factory=list)
     caption: str | None = None
     left_columns: int = 2
+
+
+_RELATION = {"greater": "beats the column model", "two-sided": "differs from the column model",
+             "less": "is worse than the column model"}
 
 
 def _percent(value: float | None, decimals: int = 1) -> str:
@@ -127,12 +135,14 @@ def dataset_tables(
         ]
         stats_table.rows.append(row)
 
+    sided = "two-sided" if comparison.confidence.alternative == "two-sided" else "one-sided"
     test_name = (
-        "one-sided Wilcoxon signed-rank test" if comparison.confidence.test == "wilcoxon"
-        else "one-sided paired t-test"
+        f"{sided} Wilcoxon signed-rank test" if comparison.confidence.test == "wilcoxon"
+        else f"{sided} paired t-test"
     )
+    relation = _RELATION[comparison.confidence.alternative]
     matrix_table = TextTable(
-        title=f"{key} — confidence that the row model beats the column model",
+        title=f"{key} — confidence that the row model {relation}",
         header=["#", "Model (avg. rank)"] + [str(i) for i in range(1, len(models) + 1)],
         caption=(
             f"Confidence = 1 − p ({test_name} on the anomalous images' AUPIMO); "
@@ -153,7 +163,27 @@ def dataset_tables(
             value = comparison.confidence.confidence(model_a, model_b)
             row.append(Cell(_confidence_text(value), highlight=value < CONFIDENCE_LEVEL))
         matrix_table.rows.append(row)
-    return [stats_table, matrix_table]
+    tables = [stats_table, matrix_table]
+    if comparison.defect_types:
+        tables.append(defect_type_table(key, comparison))
+    return tables
+
+
+def defect_type_table(key: str, comparison: DatasetComparison) -> TextTable:
+    """Mean / P33 AUPIMO and rank of each model on each defect type (paper, Sec. 5)."""
+    breakdown = comparison.defect_types
+    table = TextTable(
+        title=f"{key} — AUPIMO per defect type: mean / P33 (rank)",
+        header=["#", "Model"] + [f"{d.defect_type} ({d.num_anomalous})" for d in breakdown],
+        caption="Rank: by average image-wise rank on that defect type's images (1 = best).",
+    )
+    for position, model in enumerate(comparison.models, start=1):
+        table.rows.append([Cell(str(position)), Cell(model)] + [
+            Cell(_with_rank(f"{_percent(d.mean[model])} / {_percent(d.p33[model])}",
+                            d.rank[model]))
+            for d in breakdown
+        ])
+    return table
 
 
 def summary_table(summary: CrossDatasetSummary) -> TextTable:
@@ -311,11 +341,14 @@ def write_csv_tables(result: BenchmarkComparison, folder: Path) -> list[Path]:
     - ``confidence.csv``: one row per dataset and ordered pair of models;
     - ``summary.csv``: one row per scope (collection or ``all``) and model;
     - ``image_scores.csv``: one row per dataset, anomalous image and model — score and rank;
-    - ``samples.csv``: one row per dataset, model and boxplot statistic — the selected image.
+    - ``samples.csv``: one row per dataset, model and boxplot statistic — the selected image;
+    - ``defect_types.csv``: one row per dataset, defect type and model — mean, P33, average
+      rank and rank on that defect type's images (datasets with two or more defect types).
     """
     from pimo.stats import SET_METRICS, SUMMARY_FIGURES
 
     model_rows, confidence_rows, image_rows, sample_rows = [], [], [], []
+    defect_rows = []
     statistics = ("mean", "std", "p33", "median", "q1", "q3", "min", "max")
     for key, comparison in result.datasets.items():
         collection, dataset = _split_key(key)
@@ -338,6 +371,13 @@ def write_csv_tables(result: BenchmarkComparison, folder: Path) -> list[Path]:
                     collection, dataset, model, sample.statistic, sample.statistic_value,
                     sample.image_index, sample.path, sample.score,
                 ])
+        for defect in comparison.defect_types:
+            defect_rows += [
+                [collection, dataset, defect.defect_type, defect.num_anomalous, model,
+                 defect.mean[model], defect.p33[model], defect.average_rank[model],
+                 defect.rank[model]]
+                for model in comparison.models
+            ]
         aligned, ranks = comparison.aligned, comparison.ranks
         for column, image_index in enumerate(ranks.image_indices):
             path = aligned.paths[image_index] if aligned.paths else None
@@ -366,6 +406,11 @@ def write_csv_tables(result: BenchmarkComparison, folder: Path) -> list[Path]:
         "image_scores.csv": (
             ["collection", "dataset", "image_index", "path", "model", "score", "rank"],
             image_rows,
+        ),
+        "defect_types.csv": (
+            ["collection", "dataset", "defect_type", "num_anomalous", "model", "mean", "p33",
+             "avg_rank", "rank"],
+            defect_rows,
         ),
         "samples.csv": (
             ["collection", "dataset", "model", "statistic", "statistic_value", "image_index",
@@ -430,6 +475,20 @@ def _parse_model_specs(specs: Sequence[str]) -> dict[str, str]:
     "--zero-tolerance", type=click.FloatRange(min=0), default=1e-3, show_default=True,
     help="Wilcoxon: paired differences with |d| <= this count as ties (dropped).",
 )
+@click.option(
+    "--alternative", type=click.Choice(["greater", "two-sided", "less"]), default="greater",
+    show_default=True,
+    help="Alternative of the paired test: row model better (the paper's), different, or worse.",
+)
+@click.option(
+    "--zero-method", type=click.Choice(["wilcox", "pratt", "zsplit"]), default="wilcox",
+    show_default=True,
+    help="Wilcoxon: scipy's handling of zero differences (wilcox drops them, as the paper).",
+)
+@click.option(
+    "--rank-tolerance", type=click.FloatRange(min=0), default=0.0, show_default=True,
+    help="Image-wise ranks: scores closer than this count as tied.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write every figure (fractions, not percent) to this JSON file.")
 @click.option("--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -447,6 +506,9 @@ def compare_command(
     model_filter: tuple[str, ...],
     test: str,
     zero_tolerance: float,
+    alternative: str,
+    zero_method: str,
+    rank_tolerance: float,
     json_path: Path | None,
     csv_dir: Path | None,
     markdown: bool,
@@ -487,7 +549,10 @@ def compare_command(
         tree = tree.select(
             datasets=_split_names(dataset_filter), models=_split_names(model_filter)
         )
-        result = stats.compare_score_tree(tree, test=test, zero_tolerance=zero_tolerance)
+        result = stats.compare_score_tree(
+            tree, test=test, zero_tolerance=zero_tolerance, alternative=alternative,
+            zero_method=zero_method, rank_tolerance=rank_tolerance,
+        )
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
 

@@ -49,6 +49,7 @@ __all__ = [
     "Scan",
     "VisaCsvLayout",
     "VisaLayout",
+    "defect_type_of_path",
     "open_dataset",
 ]
 
@@ -68,11 +69,16 @@ class Sample:
         The image file.
     mask_path : Path or None
         The ground-truth mask file; ``None`` for a normal image.
+    defect_type : str or None
+        The defect type the layout gives the image: the MVTec AD / VisA folder holding it
+        (``"broken_large"``, ``"good"``), the Folder layout's sub-folder under ``images/``
+        (None for an image directly in ``images/``).
     """
 
     relative_path: str
     image_path: Path
     mask_path: Path | None
+    defect_type: str | None = None
 
     @property
     def has_mask(self) -> bool:
@@ -127,6 +133,16 @@ def _find_mask(folder: Path, stem: str, suffixes: Iterable[str] = ("_mask", ""))
             if candidate.exists():  # not only regular files: the reader reports the others
                 return candidate
     return None
+
+
+def defect_type_of_path(relative_path: str) -> str | None:
+    """The name of the folder holding an image (``a/test/crack/000.png`` -> ``"crack"``).
+
+    The defect type of the MVTec AD and VisA layouts, and of published score files whose
+    ``paths`` follow them; None for a bare file name.
+    """
+    parent = PurePosixPath(str(relative_path).replace("\\", "/")).parent
+    return parent.name or None
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -253,7 +269,7 @@ class MVTecLayout(DatasetLayout):
             for image in _image_files(test_dir / defect):
                 relative = _relative(image, self.root)
                 if defect == self.normal_defect:
-                    samples.append(Sample(relative, image, None))
+                    samples.append(Sample(relative, image, None, defect))
                     continue
                 mask = _find_mask(truth_dir / defect, image.stem)
                 if mask is None:
@@ -267,7 +283,7 @@ class MVTecLayout(DatasetLayout):
                     )
                     continue
                 used_masks.add(mask)
-                samples.append(Sample(relative, image, mask))
+                samples.append(Sample(relative, image, mask, defect))
             if defect != self.normal_defect:
                 for mask in _image_files(truth_dir / defect):
                     if mask not in used_masks:
@@ -332,7 +348,7 @@ class VisaCsvLayout(DatasetLayout):
                 )
                 continue
             if row["label"] == "normal":
-                samples.append(Sample(relative, image, None))
+                samples.append(Sample(relative, image, None, defect_type_of_path(relative)))
                 continue
             if not row["mask"]:
                 problems.append(
@@ -353,7 +369,7 @@ class VisaCsvLayout(DatasetLayout):
                     )
                 )
                 continue
-            samples.append(Sample(relative, image, mask))
+            samples.append(Sample(relative, image, mask, defect_type_of_path(relative)))
         return Scan(sorted(samples, key=lambda s: s.relative_path), problems)
 
 
@@ -382,7 +398,7 @@ class VisaLayout(DatasetLayout):
     def _scan(self, category: str) -> Scan:
         data = self.root / category / "Data"
         samples = [
-            Sample(_relative(image, self.root), image, None)
+            Sample(_relative(image, self.root), image, None, "Normal")
             for image in _image_files(data / "Images" / "Normal")
         ]
         problems: list[Problem] = []
@@ -401,7 +417,7 @@ class VisaLayout(DatasetLayout):
                 )
                 continue
             used_masks.add(mask)
-            samples.append(Sample(relative, image, mask))
+            samples.append(Sample(relative, image, mask, "Anomaly"))
         for mask in _image_files(data / "Masks" / "Anomaly"):
             if mask not in used_masks:
                 relative = _relative(mask, self.root)
@@ -449,7 +465,9 @@ class FolderLayout(DatasetLayout):
             mask = _find_mask(masks_dir / inner.parent, image.stem, ("", "_mask"))
             if mask is not None:
                 used_masks.add(mask)
-            samples.append(Sample(_relative(image, self.root), image, mask))
+            sub_folder = inner.parent.as_posix()
+            samples.append(Sample(_relative(image, self.root), image, mask,
+                                  None if sub_folder == "." else sub_folder))
         problems = [
             Problem(
                 "orphan-mask",

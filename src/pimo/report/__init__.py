@@ -65,7 +65,12 @@ TABLE_FIGURES: tuple[tuple[str, str], ...] = (
     ("q3", "Q3"),
     ("min", "Min"),
     ("max", "Max"),
+    ("image_auroc", "Image AUROC"),
+    ("image_ap", "Image AP"),
+    ("image_f1max", "Image F1-max"),
     ("auroc", "AUROC"),
+    ("aupr", "AUPR"),
+    ("f1max", "F1-max"),
     ("aupro", "AUPRO"),
     ("aupro_05", "AUPRO 5%"),
 )
@@ -75,7 +80,12 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("avg_rank", "Avg. rank"),
     ("mean", "Mean AUPIMO"),
     ("p33", "P33 AUPIMO"),
+    ("image_auroc", "Image AUROC"),
+    ("image_ap", "Image AP"),
+    ("image_f1max", "Image F1-max"),
     ("auroc", "AUROC"),
+    ("aupr", "AUPR"),
+    ("f1max", "F1-max"),
     ("aupro", "AUPRO"),
     ("aupro_05", "AUPRO 5%"),
 )
@@ -416,7 +426,8 @@ def _dataset_table(dataset: str, comparison: DatasetComparison) -> str:
     explanation = (
         f"AUPIMO statistics over {comparison.num_anomalous} anomalous images "
         f"(of {comparison.num_images}), in percent, rank in parentheses; average image-wise "
-        "rank (1 = best); pixel-level AUROC, AUPRO and AUPRO up to FPR 5 %."
+        "rank (1 = best); image-level AUROC, AP and F1-max, and pixel-level AUROC, AUPR (AP), "
+        "F1-max, AUPRO and AUPRO up to FPR 5 %, when their files are present."
     )
     caption = f"{dataset}: results"
     return (
@@ -424,6 +435,31 @@ def _dataset_table(dataset: str, comparison: DatasetComparison) -> str:
         f'<table class="sortable results" id="table-{_anchor(dataset)}">'
         f"<caption>{_e(caption)}</caption>"
         + _header_row(["Model", *(header for _, header in columns)])
+        + "<tbody>" + "".join(rows) + "</tbody></table></div>"
+    )
+
+
+def _defect_type_table(dataset: str, comparison: DatasetComparison) -> str:
+    """Mean / P33 AUPIMO and rank of each model per defect type (paper, Sec. 5)."""
+    breakdown = comparison.defect_types
+    rows = []
+    for model in comparison.models:
+        cells = [f'<th scope="row" class="text">{_e(model)}</th>']
+        for defect in breakdown:
+            mean, p33, rank = defect.mean[model], defect.p33[model], defect.rank[model]
+            cells.append(f'<td data-sort="{mean:.6g}">{100 * mean:.1f} / {100 * p33:.1f} '
+                         f"({rank})</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    explanation = (
+        "AUPIMO on the anomalous images of each defect type: mean / P33 in percent, and the "
+        "model's rank by average image-wise rank on those images (1 = best)."
+    )
+    headers = [f"{d.defect_type} ({d.num_anomalous})" for d in breakdown]
+    return (
+        f'<p class="note">{_e(explanation)}</p><div class="table-wrap">'
+        f'<table class="sortable defect-types" id="defects-{_anchor(dataset)}">'
+        f"<caption>{_e(dataset)}: per defect type</caption>"
+        + _header_row(["Model", *headers])
         + "<tbody>" + "".join(rows) + "</tbody></table></div>"
     )
 
@@ -822,6 +858,9 @@ def _pages(
             )
         parts.append("<h3>Results</h3>")
         parts.append(_dataset_table(dataset, comparison))
+        if comparison.defect_types:
+            parts.append("<h3>Per defect type</h3>")
+            parts.append(_defect_type_table(dataset, comparison))
         if len(comparison.models) > 1:
             parts.append("<h3>Pairwise confidence</h3>")
             parts.append(_confidence_table(dataset, comparison, level))
