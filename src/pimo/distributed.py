@@ -51,7 +51,7 @@ from pimo.data.layouts import DatasetLayout
 from pimo.data.maps import MapSource, open_maps
 from pimo.data.problems import Problem
 from pimo.evaluate import (
-    SET_METRIC_LIMITS,
+    SET_METRICS_SETTINGS,
     EvaluationResult,
     ProgressHook,
     _describe_category,
@@ -217,15 +217,19 @@ class _Options:
     set_metrics: bool
     workers: int
 
-    def specs(self) -> dict[str, AccumulatorSpec]:
-        """The accumulators of one evaluation."""
+    def specs(self, num_normal: int | None = None) -> dict[str, AccumulatorSpec]:
+        """The accumulators of one evaluation of ``num_normal`` normal images.
+
+        Each chunk's AUPIMO accumulator sees a few images only: ``expected_num_normal`` tells
+        it how many normal images the whole category has, which sizes what it keeps of each.
+        """
         from pimo import AupimoAccumulator, SetMetricsAccumulator
 
-        specs = {"aupimo": AccumulatorSpec(AupimoAccumulator, {"fpr_bounds": self.fpr_bounds})}
+        specs = {"aupimo": AccumulatorSpec(AupimoAccumulator, {
+            "fpr_bounds": self.fpr_bounds, "expected_num_normal": num_normal,
+        })}
         if self.set_metrics:
-            specs["set_metrics"] = AccumulatorSpec(
-                SetMetricsAccumulator, {"fpr_limits": SET_METRIC_LIMITS}
-            )
+            specs["set_metrics"] = AccumulatorSpec(SetMetricsAccumulator, SET_METRICS_SETTINGS)
         return specs
 
 
@@ -255,9 +259,9 @@ def _plan_task(dataset: str | DatasetLayout, request: _Request, options: _Option
         source.close()
 
 
-def _summarise_task(plan: _Plan, jobs: list[_Job], options: _Options) -> _Partial:
+def _summarise_task(plan: _Plan, jobs: list[_Job], options: _Options,
+                    specs: Mapping[str, AccumulatorSpec]) -> _Partial:
     """Read a chunk of images and return the accumulators' states (or the files' problems)."""
-    specs = options.specs()
     accumulators = {name: spec.new() for name, spec in specs.items()}
     problems: list[Problem] = []
     source = open_maps(plan.maps_location)
@@ -292,10 +296,9 @@ class _Computed:
     problems: list[Problem]
 
 
-def _compute_task(partial: _Partial, options: _Options) -> _Computed:
+def _compute_task(partial: _Partial, specs: Mapping[str, AccumulatorSpec]) -> _Computed:
     if partial.problems:
         return _Computed(None, None, partial.problems)
-    specs = options.specs()
     aupimo = specs["aupimo"].restore(partial.states["aupimo"]).compute()
     metrics = None
     if "set_metrics" in specs:
@@ -356,7 +359,7 @@ def _run(
 
     if images_per_task < 1:
         raise PimoValueError(f"images_per_task must be at least 1, got {images_per_task}.")
-    specs = options.specs()  # fails here, not on the workers, when the settings are bad
+    options.specs()  # fails here, not on the workers, when the settings are bad
     plans_by_future = {
         client.submit(_plan_task, dataset, request, options, pure=False): position
         for position, request in enumerate(requests)
@@ -368,16 +371,17 @@ def _run(
         position = plans_by_future[future]
         plan = future.result()
         plans[position] = plan
+        specs = options.specs(sum(not job.anomalous for job in plan.jobs))
         chunks = [
             client.submit(_summarise_task, plan, plan.jobs[start:start + images_per_task],
-                          options, pure=False)
+                          options, specs, pure=False)
             for start in range(0, len(plan.jobs), images_per_task)
         ]
         for start, chunk in zip(range(0, len(plan.jobs), images_per_task), chunks, strict=True):
             chunk_futures[chunk] = len(plan.jobs[start:start + images_per_task])
         root = reduce_states(client, chunks, functools.partial(_merge_partials, specs),
                              fan_in=merge_fan_in)
-        computed[position] = client.submit(_compute_task, root, options, pure=False)
+        computed[position] = client.submit(_compute_task, root, specs, pure=False)
     progress.start("images", sum(chunk_futures.values()))
     for future in as_completed(list(chunk_futures)):
         progress.advance(chunk_futures[future])

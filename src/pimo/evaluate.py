@@ -79,6 +79,9 @@ SET_METRIC_FILES = {
     "aupro_05": aupro_filename(0.05),
 }
 SET_METRIC_LIMITS = (0.3, 0.05)
+# The set-metric accumulator's settings (the figures of SET_METRIC_FILES).
+SET_METRICS_SETTINGS: dict[str, Any] = {"fpr_limits": SET_METRIC_LIMITS, "ap": False,
+                                        "f1_max": False}
 # Pixels gathered per extra set-metric pass: a smaller budget means more passes, never a
 # different result (see SetMetricsStream).
 SET_METRICS_BUFFER_BYTES = 256 * 2**20
