@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import typed
 
 __all__ = [
     "ConstantNormalMapsError",
@@ -154,28 +153,44 @@ def validate_num_thresholds(num_thresholds: Any) -> int | None:
 class ImageSet:
     """A validated set of images, flattened for the kernels.
 
+    The pixels of all images are stored back to back: image i is
+    ``maps_flat[offsets[i]:offsets[i + 1]]`` (and the same slice of ``masks_flat``), its pixels
+    in C order. An (N, H, W) C-contiguous input of the common dtype is used as it is (a reshape,
+    no copy); a sequence of per-image arrays is concatenated once.
+
     Attributes
     ----------
-    maps : numba.typed.List of 1-D float32 or float64 arrays
-        One flat, C-contiguous anomaly map per image (views of the input where possible).
-    masks : numba.typed.List of 1-D uint8 arrays
-        One flat 0/1 mask per image (a zero-copy view for boolean input).
+    maps_flat : ndarray of float32 or float64, shape (P,)
+        The anomaly maps of all images, flat and C-contiguous (``P = sum_i M_i``).
+    masks_flat : ndarray of uint8, shape (P,)
+        The 0/1 masks of all images (a zero-copy view for boolean or uint8 input).
+    offsets : ndarray of int64, shape (N + 1,)
+        ``offsets[0] = 0`` and ``offsets[i + 1] = offsets[i] + M_i``.
     shapes : list of tuple of int
         The original shape of each image (2-D images or 3-D volumes).
     num_pixels : ndarray of int64, shape (N,)
-        Pixels per image.
+        Pixels per image, ``M_i``.
     mask_counts : ndarray of int64, shape (N,)
         Anomalous (mask) pixels per image.
     paths : list of str or None
         Image paths used in messages and score files.
     """
 
-    maps: Any
-    masks: Any
+    maps_flat: np.ndarray
+    masks_flat: np.ndarray
+    offsets: np.ndarray
     shapes: list[tuple[int, ...]]
     num_pixels: np.ndarray
     mask_counts: np.ndarray
     paths: list[str] | None
+
+    def map_of(self, index: int) -> np.ndarray:
+        """The flat anomaly map of image ``index`` (a view)."""
+        return self.maps_flat[self.offsets[index] : self.offsets[index + 1]]
+
+    def mask_of(self, index: int) -> np.ndarray:
+        """The flat uint8 mask of image ``index`` (a view)."""
+        return self.masks_flat[self.offsets[index] : self.offsets[index + 1]]
 
     @property
     def num_images(self) -> int:
@@ -200,7 +215,7 @@ class ImageSet:
     @property
     def map_dtype(self) -> np.dtype:
         """The common floating dtype of the maps."""
-        return np.dtype(self.maps[0].dtype)
+        return np.dtype(self.maps_flat.dtype)
 
     def describe(self, index: int) -> str:
         """Human-readable name of image ``index`` for messages."""
@@ -222,8 +237,12 @@ class ImageSet:
             )
 
 
-def _as_image_list(images: Any, what: str) -> list[np.ndarray]:
-    """Turn an (N, ...) array or a sequence of arrays into a list of arrays (views)."""
+def _as_image_list(images: Any, what: str) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Turn an (N, ...) array or a sequence of arrays into a list of arrays (views).
+
+    Also returns the (N, ...) array itself (``None`` for a sequence), whose flat view holds the
+    images back to back.
+    """
     if images is None:
         raise PimoTypeError(f"{what} is None; pass an (N, H, W) array or a sequence of arrays.")
     if hasattr(images, "detach") and hasattr(images, "cpu"):  # a torch tensor, without torch
@@ -235,7 +254,7 @@ def _as_image_list(images: Any, what: str) -> list[np.ndarray]:
                 f"of per-image arrays; got an array of shape {images.shape}. For a single image, "
                 "pass a list with one array."
             )
-        return list(images)
+        return list(images), images
     if isinstance(images, str | bytes) or not isinstance(images, Sequence):
         raise PimoTypeError(
             f"{what} must be an (N, H, W) array or a sequence of arrays, "
@@ -246,7 +265,7 @@ def _as_image_list(images: Any, what: str) -> list[np.ndarray]:
         if hasattr(image, "detach") and hasattr(image, "cpu"):
             image = image.detach().cpu().numpy()
         out.append(np.asarray(image))
-    return out
+    return out, None
 
 
 def _common_map_dtype(maps: list[np.ndarray], paths: Sequence[str] | None) -> np.dtype:
@@ -265,17 +284,18 @@ def _common_map_dtype(maps: list[np.ndarray], paths: Sequence[str] | None) -> np
     return np.dtype(np.float64)  # float64 and integer maps: exact in float64 (|int| < 2**53)
 
 
-def _flat_mask(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> np.ndarray:
-    if mask.dtype == np.bool_:
-        return np.ascontiguousarray(mask).reshape(-1).view(np.uint8)
-    if mask.dtype.kind not in "iuf":
+def _check_mask_dtype(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> None:
+    if mask.dtype != np.bool_ and mask.dtype.kind not in "iuf":
         raise PimoTypeError(
             f"The mask of {describe_image(index, paths)} has dtype {mask.dtype}; masks must be "
             "bool or 0/1 integers.",
             image_index=index,
             path=paths[index] if paths else None,
         )
-    flat = np.ascontiguousarray(mask).reshape(-1)
+
+
+def _check_mask_values(flat: np.ndarray, index: int, paths: Sequence[str] | None) -> None:
+    """Raise :class:`MaskValueError` if the flat mask of image ``index`` holds a value not 0/1."""
     bad = (flat != 0) & (flat != 1)
     if np.any(bad):
         values = np.unique(flat[bad])[:5]
@@ -290,7 +310,46 @@ def _flat_mask(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> np.
             image_index=index,
             path=paths[index] if paths else None,
         )
-    return flat.astype(np.uint8)
+
+
+def _flat_mask(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> np.ndarray:
+    """The mask of image ``index`` as a flat uint8 0/1 array (no copy for bool or uint8)."""
+    if mask.dtype == np.bool_:
+        return np.ascontiguousarray(mask).reshape(-1).view(np.uint8)
+    _check_mask_dtype(mask, index, paths)
+    flat = np.ascontiguousarray(mask).reshape(-1)
+    _check_mask_values(flat, index, paths)
+    return flat.astype(np.uint8, copy=False)
+
+
+def _flat_masks(stacked: np.ndarray | None, masks: list[np.ndarray], offsets: np.ndarray,
+                paths: Sequence[str] | None) -> np.ndarray:
+    """All masks back to back as one flat uint8 array (a view of a stacked bool/uint8 input)."""
+    if stacked is None:
+        flat = np.empty(int(offsets[-1]), dtype=np.uint8)
+        for index, mask in enumerate(masks):
+            flat[offsets[index] : offsets[index + 1]] = _flat_mask(mask, index, paths)
+        return flat
+    if stacked.dtype == np.bool_:
+        return np.ascontiguousarray(stacked).reshape(-1).view(np.uint8)
+    _check_mask_dtype(stacked, 0, paths)
+    flat = np.ascontiguousarray(stacked).reshape(-1)
+    bad = (flat != 0) & (flat != 1)
+    if np.any(bad):
+        index = int(np.searchsorted(offsets, np.argmax(bad), side="right")) - 1
+        _check_mask_values(flat[offsets[index] : offsets[index + 1]], index, paths)
+    return flat.astype(np.uint8, copy=False)
+
+
+def _flat_maps(stacked: np.ndarray | None, maps: list[np.ndarray], dtype: np.dtype,
+               offsets: np.ndarray) -> np.ndarray:
+    """All maps back to back as one flat ``dtype`` array (a view of a stacked input if it can)."""
+    if stacked is not None:
+        return np.ascontiguousarray(stacked, dtype=dtype).reshape(-1)
+    flat = np.empty(int(offsets[-1]), dtype=dtype)
+    for index, image in enumerate(maps):
+        flat[offsets[index] : offsets[index + 1]].reshape(image.shape)[...] = image
+    return flat
 
 
 def as_image_set(
@@ -322,8 +381,8 @@ def as_image_set(
     NaN and infinite scores are detected by the kernels during their single pass over the
     data (no extra pass or copy here) and raise :class:`NonFiniteScoreError`.
     """
-    map_list = _as_image_list(anomaly_maps, "anomaly_maps")
-    mask_list = _as_image_list(masks, "masks")
+    map_list, stacked_maps = _as_image_list(anomaly_maps, "anomaly_maps")
+    mask_list, stacked_masks = _as_image_list(masks, "masks")
     if paths is not None:
         paths = [str(path) for path in paths]
         if len(paths) != len(map_list):
@@ -356,20 +415,19 @@ def as_image_set(
             )
         shapes.append(tuple(int(side) for side in image.shape))
     dtype = _common_map_dtype(map_list, paths)
-    flat_maps = typed.List()
-    flat_masks = typed.List()
-    for index, (image, mask) in enumerate(zip(map_list, mask_list, strict=True)):
-        flat_maps.append(np.ascontiguousarray(image, dtype=dtype).reshape(-1))
-        flat_masks.append(_flat_mask(mask, index, paths))
+    num_pixels = np.array([math.prod(shape) for shape in shapes], dtype=np.int64)
+    offsets = np.zeros(len(shapes) + 1, dtype=np.int64)
+    np.cumsum(num_pixels, out=offsets[1:])
+    masks_flat = _flat_masks(stacked_masks, mask_list, offsets, paths)
+    maps_flat = _flat_maps(stacked_maps, map_list, dtype, offsets)
     from pimo import _kernels
 
-    mask_counts = _kernels.mask_counts(flat_masks)
-    num_pixels = np.array([int(np.prod(shape)) for shape in shapes], dtype=np.int64)
     return ImageSet(
-        maps=flat_maps,
-        masks=flat_masks,
+        maps_flat=maps_flat,
+        masks_flat=masks_flat,
+        offsets=offsets,
         shapes=shapes,
         num_pixels=num_pixels,
-        mask_counts=mask_counts,
+        mask_counts=_kernels.mask_counts(masks_flat, offsets),
         paths=list(paths) if paths is not None else None,
     )

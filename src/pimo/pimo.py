@@ -273,7 +273,7 @@ def _raise_if_nonfinite(first_bad: np.ndarray, indices: np.ndarray, image_set: I
     index = int(indices[position])
     pixel = int(first_bad[position])
     shape = image_set.shapes[index]
-    value = float(image_set.maps[index][pixel])
+    value = float(image_set.map_of(index)[pixel])
     others = bad_positions.shape[0] - 1
     more = f" ({others} more image(s) have non-finite scores too)" if others else ""
     raise NonFiniteScoreError(
@@ -288,7 +288,8 @@ def _raise_if_nonfinite(first_bad: np.ndarray, indices: np.ndarray, image_set: I
 
 def _constant_normal_check(image_set: ImageSet, normal: np.ndarray) -> None:
     """Raise :class:`ConstantNormalMapsError` if every normal map is constant."""
-    minima, maxima, _ = _pimo_kernels.normal_min_max(image_set.maps, normal)
+    minima, maxima, _ = _pimo_kernels.normal_min_max(image_set.maps_flat, image_set.offsets,
+                                                     normal)
     if np.all(minima == maxima):
         values = np.unique(minima)
         raise ConstantNormalMapsError(
@@ -311,7 +312,7 @@ def _select_normal_tail(image_set: ImageSet, normal: np.ndarray, fpr_target: flo
     """
     dtype = image_set.map_dtype
     _, key_bits, sign_bit, exponent_mask, all_ones = _kernels.KEY_LAYOUTS[dtype]
-    bits = _kernels.bit_views(image_set.maps)
+    bits = _kernels.bit_view(image_set.maps_flat)
     num_normal = normal.shape[0]
     normal_pixels = image_set.num_pixels[normal]
     threshold_weight = fpr_target * num_normal * (1.0 + _CUT_MARGIN)
@@ -319,8 +320,8 @@ def _select_normal_tail(image_set: ImageSet, normal: np.ndarray, fpr_target: flo
     shift = key_bits - 16
     while True:
         weighted, counts, first_bad = _pimo_kernels.tail_key_histogram(
-            bits, normal, np.uint64(lo_key), np.uint64(shift), sign_bit, all_ones,
-            exponent_mask, _num_chunks(),
+            bits, image_set.offsets, normal, np.uint64(lo_key), np.uint64(shift), sign_bit,
+            all_ones, exponent_mask, _num_chunks(),
         )
         _raise_if_nonfinite(first_bad, normal, image_set)
         suffix_weight = np.cumsum(weighted[::-1])[::-1]
@@ -341,11 +342,13 @@ def _select_normal_tail(image_set: ImageSet, normal: np.ndarray, fpr_target: flo
         break
     cut_key = lo_key + (cut_bin << shift)
     cut_value = _kernels.float_from_key(cut_key, dtype)
-    tail_counts = _pimo_kernels.count_at_least(image_set.maps, normal, cut_value)
-    offsets = np.zeros(num_normal + 1, dtype=np.int64)
-    np.cumsum(tail_counts, out=offsets[1:])
-    tail_values = np.empty(int(offsets[-1]), dtype=dtype)
-    _pimo_kernels.collect_at_least(image_set.maps, normal, cut_value, offsets, tail_values)
+    tail_counts = _pimo_kernels.count_at_least(image_set.maps_flat, image_set.offsets, normal,
+                                               cut_value)
+    tail_offsets = np.zeros(num_normal + 1, dtype=np.int64)
+    np.cumsum(tail_counts, out=tail_offsets[1:])
+    tail_values = np.empty(int(tail_offsets[-1]), dtype=dtype)
+    _pimo_kernels.collect_at_least(image_set.maps_flat, image_set.offsets, normal, cut_value,
+                                   tail_offsets, tail_values)
     return SharedFprCurve.from_tails(
         tail_values, tail_counts, normal_pixels, complete=complete_candidate
     )
@@ -373,7 +376,8 @@ def _exact_areas(image_set: ImageSet, integration: IntegrationRange, *, with_iou
         indices = image_set.anomalous_indices
     lower, upper = integration.fpr_bounds
     tpr_areas, iou_areas, first_bad = _pimo_kernels.segment_integrals(
-        image_set.maps, image_set.masks, indices, image_set.mask_counts[indices],
+        image_set.maps_flat, image_set.masks_flat, image_set.offsets, indices,
+        image_set.mask_counts[indices],
         integration.breakpoints, integration.log_fpr, math.log(lower), math.log(upper),
         with_iou, np.empty((0, 0)) if curves is None else curves,
     )
@@ -408,7 +412,8 @@ class _Grid:
 def _grid_shared_fpr(image_set: ImageSet, num_thresholds: int) -> _Grid:
     image_set.require_both_classes()
     normal = image_set.normal_indices
-    minima, maxima, first_bad = _pimo_kernels.normal_min_max(image_set.maps, normal)
+    minima, maxima, first_bad = _pimo_kernels.normal_min_max(image_set.maps_flat,
+                                                             image_set.offsets, normal)
     _raise_if_nonfinite(first_bad, normal, image_set)
     low, high = float(minima.min()), float(maxima.max())
     if low == high:
@@ -418,8 +423,8 @@ def _grid_shared_fpr(image_set: ImageSet, num_thresholds: int) -> _Grid:
         )
     thresholds = np.linspace(low, high, num_thresholds, dtype=image_set.map_dtype)
     thresholds = thresholds.astype(np.float64)
-    fpr_sum = _pimo_kernels.grid_normal_fpr_sum(image_set.maps, normal, thresholds,
-                                                _num_chunks())
+    fpr_sum = _pimo_kernels.grid_normal_fpr_sum(image_set.maps_flat, image_set.offsets, normal,
+                                                thresholds, _num_chunks())
     return _Grid(thresholds=thresholds, shared_fpr=fpr_sum / normal.shape[0])
 
 
@@ -463,8 +468,8 @@ def _grid_scores(image_set: ImageSet, fpr_bounds: tuple[float, float], num_thres
         )
     anomalous = image_set.anomalous_indices
     tp, fp, first_bad = _pimo_kernels.grid_counts(
-        image_set.maps, image_set.masks, anomalous, grid.thresholds, index_upper_fpr,
-        index_lower_fpr,
+        image_set.maps_flat, image_set.masks_flat, image_set.offsets, anomalous,
+        grid.thresholds, index_upper_fpr, index_lower_fpr,
     )
     _raise_if_nonfinite(first_bad, anomalous, image_set)
     # ascending shared FPR = descending thresholds
@@ -663,7 +668,8 @@ def pimo_curves(
     else:
         grid = _grid_shared_fpr(image_set, num)
         tp, _, first_bad = _pimo_kernels.grid_counts(
-            image_set.maps, image_set.masks, anomalous, grid.thresholds, 0, num - 1
+            image_set.maps_flat, image_set.masks_flat, image_set.offsets, anomalous,
+            grid.thresholds, 0, num - 1,
         )
         _raise_if_nonfinite(first_bad, anomalous, image_set)
         positives = image_set.mask_counts[anomalous].astype(np.float64)[:, None]

@@ -283,13 +283,8 @@ class _Batch:
                  first_index: int, num_chunks: int):
         self.image_set = image_set
         self.first_index = first_index
-        maps = image_set.maps
-        if np.dtype(maps[0].dtype) != dtype:
-            widened = nb.typed.List()
-            for image in maps:
-                widened.append(image.astype(dtype))
-            maps = widened
-        self.bits = _kernels.bit_views(maps)
+        self.bits = _kernels.bit_view(image_set.maps_flat.astype(dtype, copy=False))
+        self.offsets = image_set.offsets
         num_images = image_set.num_images
         dims = np.empty((num_images, 3), dtype=np.int64)
         ranks = np.empty(num_images, dtype=np.int64)
@@ -308,7 +303,8 @@ class _Batch:
         self.item_end = np.concatenate(ends)
         anomalous = image_set.anomalous_indices.astype(np.int64)
         (self.run_offsets, self.run_starts, self.run_lengths, self.run_weights,
-         regions) = _kernels.image_runs(image_set.masks, anomalous, dims, ranks)
+         regions) = _kernels.image_runs(image_set.masks_flat, image_set.offsets,
+                                         anomalous, dims, ranks)
         self.num_regions = int(regions.sum())
         self.num_images = num_images
         self.num_pixels = int(image_set.num_pixels.sum())
@@ -337,9 +333,9 @@ class _Batch:
             first_bad = np.full(self.item_image.shape[0], -1, dtype=np.int64)
             shift, sign_bit, all_ones, exponent_mask = self.key_constants(dtype)
             _kernels.bucket_counts(
-                self.bits, self.item_image, self.item_begin, self.item_end, self.run_offsets,
-                self.run_starts, self.run_lengths, self.run_weights, shift, sign_bit, all_ones,
-                exponent_mask, neg, pos, weight, first_bad,
+                self.bits, self.offsets, self.item_image, self.item_begin, self.item_end,
+                self.run_offsets, self.run_starts, self.run_lengths, self.run_weights, shift,
+                sign_bit, all_ones, exponent_mask, neg, pos, weight, first_bad,
             )
             bad_items = np.flatnonzero(first_bad >= 0)
             if bad_items.size:
@@ -539,10 +535,10 @@ class SetMetricsStream:
             self._raise_changed_images()
         shift, sign_bit, all_ones, _ = batch.key_constants(self._dtype)
         _kernels.scatter_window(
-            batch.bits, batch.item_image, batch.item_begin, batch.item_end, batch.run_offsets,
-            batch.run_starts, batch.run_lengths, batch.run_weights, shift, sign_bit, all_ones,
-            in_window, neg_cursor, pos_cursor, window["neg_low"], window["pos_low"],
-            window["pos_weight"],
+            batch.bits, batch.offsets, batch.item_image, batch.item_begin, batch.item_end,
+            batch.run_offsets, batch.run_starts, batch.run_lengths, batch.run_weights, shift,
+            sign_bit, all_ones, in_window, neg_cursor, pos_cursor, window["neg_low"],
+            window["pos_low"], window["pos_weight"],
         )
         window["neg_fill"] = neg_next
         window["pos_fill"] = pos_next

@@ -216,7 +216,8 @@ class AupimoStream:
         lower, upper = integration.fpr_bounds
         indices = np.zeros(1, dtype=np.int64)
         tpr_areas, iou_areas, first_bad = _pimo_kernels.segment_integrals(
-            image_set.maps, image_set.masks, indices, image_set.mask_counts,
+            image_set.maps_flat, image_set.masks_flat, image_set.offsets, indices,
+            image_set.mask_counts,
             integration.breakpoints, integration.log_fpr, math.log(lower), math.log(upper),
             self.with_auimo, np.empty((0, 0)),
         )
@@ -224,7 +225,7 @@ class AupimoStream:
             pixel = int(first_bad[0])
             raise NonFiniteScoreError(
                 f"The anomaly map of {self._describe(index)} holds "
-                f"{image_set.maps[0][pixel]} at pixel "
+                f"{image_set.map_of(0)[pixel]} at pixel "
                 f"{pixel_position(pixel, image_set.shapes[0])}. Scores must be finite.",
                 image_index=index, path=path,
             )

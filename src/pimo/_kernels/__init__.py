@@ -1,13 +1,14 @@
 """Numba kernels: the only part of pimo that knows numba.
 
-Every kernel takes flat arrays (typed lists of 1-D per-image arrays) and returns small
-per-image summaries; the functional core in :mod:`pimo.pimo` and :mod:`pimo.setmetrics` turns
-them into results.
+Every kernel takes the pixels of all images as one flat 1-D array (maps, their unsigned bit
+view, or uint8 masks) plus an int64 ``offsets`` array of length N + 1, image i being
+``flat[offsets[i]:offsets[i + 1]]``, and returns small per-image summaries; the functional
+core in :mod:`pimo.pimo` and :mod:`pimo.setmetrics` turns them into results.
 """
 
 from pimo._kernels._common import (
     KEY_LAYOUTS,
-    bit_views,
+    bit_view,
     float_from_key,
     is_nonfinite_bits,
     key_of_bits,
@@ -29,7 +30,7 @@ __all__ = [
     "BUCKET_BITS",
     "KEY_LAYOUTS",
     "NUM_BUCKETS",
-    "bit_views",
+    "bit_view",
     "bucket_counts",
     "count_runs",
     "float_from_key",

@@ -1,5 +1,8 @@
 """Shared numba building blocks: order-preserving integer keys of floats, mask counting.
 
+Images reach the kernels as one flat 1-D array of all pixels plus an int64 ``offsets`` array of
+length N + 1: image i is ``flat[offsets[i]:offsets[i + 1]]`` (a contiguous slice, no copy).
+
 A float's *sort key* is an unsigned integer whose order is the float order: for a
 non-negative float the bits with the sign bit set, for a negative float all bits flipped
 (``-0.0`` is first mapped to ``+0.0`` so that equal values share a key). The high bits of the
@@ -15,7 +18,7 @@ from numba import prange
 
 __all__ = [
     "KEY_LAYOUTS",
-    "bit_views",
+    "bit_view",
     "float_from_key",
     "is_nonfinite_bits",
     "key_of_bits",
@@ -31,13 +34,9 @@ KEY_LAYOUTS = {
 }
 
 
-def bit_views(maps: nb.typed.List) -> nb.typed.List:
-    """Zero-copy unsigned-integer views of a typed list of flat float arrays."""
-    view_dtype = KEY_LAYOUTS[np.dtype(maps[0].dtype)][0]
-    views = nb.typed.List()
-    for image in maps:
-        views.append(image.view(view_dtype))
-    return views
+def bit_view(maps_flat: np.ndarray) -> np.ndarray:
+    """Zero-copy unsigned-integer view (uint32 or uint64) of a flat float32/float64 array."""
+    return maps_flat.view(KEY_LAYOUTS[np.dtype(maps_flat.dtype)][0])
 
 
 def float_from_key(key: int, dtype: np.dtype) -> float:
@@ -65,11 +64,14 @@ def is_nonfinite_bits(bits: np.uint64, exponent_mask: np.uint64) -> bool:
 
 
 @nb.njit(parallel=True, cache=True)
-def mask_counts(masks: nb.typed.List) -> np.ndarray:  # pragma: no cover - compiled
-    """Number of ones in each flat uint8 mask (masks are already checked to be 0/1)."""
-    counts = np.zeros(len(masks), dtype=np.int64)
+def mask_counts(masks_flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """Number of ones in each image's uint8 mask ``masks_flat[offsets[i]:offsets[i + 1]]``.
+
+    The masks are already checked to be 0/1.
+    """
+    counts = np.zeros(offsets.shape[0] - 1, dtype=np.int64)
     for index in prange(counts.shape[0]):
-        mask = masks[np.int64(index)]  # prange's index is unsigned; typed lists take int64
+        mask = masks_flat[offsets[index]:offsets[index + 1]]
         total = 0
         for p in range(mask.shape[0]):
             total += mask[p]

@@ -12,6 +12,9 @@ Exact mode, in three kinds of passes over the data (DESIGN §2):
 Grid mode (compatibility) has its own two kernels, ``grid_normal_fpr_sum`` and
 ``grid_counts``, which reproduce the ``a >= t`` counts on K given thresholds without (N, K)
 arrays.
+
+Every kernel reads image ``j`` as ``maps[offsets[j]:offsets[j + 1]]`` of the flat arrays of all
+pixels (``bits``: their unsigned view; ``masks``: uint8) and works on the images ``indices``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ NUM_KEY_BINS = 1 << 16
 
 
 @nb.njit(parallel=True, cache=True)
-def tail_key_histogram(bits, indices, lo_key, shift, sign_bit, all_ones, exponent_mask,
+def tail_key_histogram(bits, offsets, indices, lo_key, shift, sign_bit, all_ones, exponent_mask,
                        num_chunks):  # pragma: no cover - compiled
     """Weighted histogram of sort keys ``>= lo_key`` over the images ``indices``.
 
@@ -63,7 +66,8 @@ def tail_key_histogram(bits, indices, lo_key, shift, sign_bit, all_ones, exponen
     for chunk in prange(num_chunks):
         local = np.zeros(NUM_KEY_BINS, dtype=np.int64)
         for position in range(chunk, num_images, num_chunks):
-            image = bits[indices[position]]
+            index = indices[position]
+            image = bits[offsets[index]:offsets[index + 1]]
             size = image.shape[0]
             bad = -1
             for p in range(size):
@@ -89,12 +93,13 @@ def tail_key_histogram(bits, indices, lo_key, shift, sign_bit, all_ones, exponen
 
 
 @nb.njit(parallel=True, cache=True)
-def count_at_least(maps, indices, cut):  # pragma: no cover - compiled
+def count_at_least(maps, offsets, indices, cut):  # pragma: no cover - compiled
     """Number of pixels with score ``>= cut`` in each image of ``indices``."""
     num_images = indices.shape[0]
     counts = np.zeros(num_images, dtype=np.int64)
     for position in prange(num_images):
-        image = maps[indices[position]]
+        index = indices[position]
+        image = maps[offsets[index]:offsets[index + 1]]
         total = 0
         for p in range(image.shape[0]):
             total += image[p] >= cut
@@ -103,11 +108,12 @@ def count_at_least(maps, indices, cut):  # pragma: no cover - compiled
 
 
 @nb.njit(parallel=True, cache=True)
-def collect_at_least(maps, indices, cut, offsets, out):  # pragma: no cover - compiled
-    """Copy the scores ``>= cut`` of image ``indices[i]`` into ``out[offsets[i]:offsets[i+1]]``."""
+def collect_at_least(maps, offsets, indices, cut, out_offsets, out):  # pragma: no cover
+    """Copy the scores ``>= cut`` of image ``indices[i]`` into ``out[out_offsets[i]:...[i+1]]``."""
     for position in prange(indices.shape[0]):
-        image = maps[indices[position]]
-        write = offsets[position]
+        index = indices[position]
+        image = maps[offsets[index]:offsets[index + 1]]
+        write = out_offsets[position]
         for p in range(image.shape[0]):
             value = image[p]
             if value >= cut:
@@ -151,8 +157,8 @@ def _polyline_area(log_fpr, at_numerator, after_numerator, denominator_at,
 
 
 @nb.njit(parallel=True, cache=True)
-def segment_integrals(maps, masks, indices, positive_counts, breakpoints, log_fpr, log_lower,
-                      log_upper, with_iou, curves):  # pragma: no cover - compiled
+def segment_integrals(maps, masks, offsets, indices, positive_counts, breakpoints, log_fpr,
+                      log_lower, log_upper, with_iou, curves):  # pragma: no cover - compiled
     """Exact AUPIMO (and AUIMO) integrals of the images ``indices``.
 
     Parameters
@@ -185,8 +191,9 @@ def segment_integrals(maps, masks, indices, positive_counts, breakpoints, log_fp
     bottom = breakpoints[num_points - 1]
     want_curves = curves.shape[0] > 0
     for position in prange(num_images):
-        image = maps[indices[position]]
-        mask = masks[indices[position]]
+        index = indices[position]
+        image = maps[offsets[index]:offsets[index + 1]]
+        mask = masks[offsets[index]:offsets[index + 1]]
         # per-breakpoint counts: equal to breakpoint k / strictly between k and k+1
         tp_equal = np.zeros(num_points, dtype=np.int64)
         tp_between = np.zeros(num_points, dtype=np.int64)
@@ -268,14 +275,15 @@ def segment_integrals(maps, masks, indices, positive_counts, breakpoints, log_fp
 
 
 @nb.njit(parallel=True, cache=True)
-def normal_min_max(maps, indices):  # pragma: no cover - compiled
+def normal_min_max(maps, offsets, indices):  # pragma: no cover - compiled
     """Per-image min and max score, and the position of the first NaN/inf (or -1)."""
     num_images = indices.shape[0]
     minima = np.empty(num_images, dtype=np.float64)
     maxima = np.empty(num_images, dtype=np.float64)
     first_bad = np.full(num_images, -1, dtype=np.int64)
     for position in prange(num_images):
-        image = maps[indices[position]]
+        index = indices[position]
+        image = maps[offsets[index]:offsets[index + 1]]
         low = np.inf
         high = -np.inf
         bad = -1
@@ -318,7 +326,7 @@ def _num_thresholds_at_most(score, thresholds, first, step):  # pragma: no cover
 
 
 @nb.njit(parallel=True, cache=True)
-def grid_normal_fpr_sum(maps, indices, thresholds, num_chunks):  # pragma: no cover - compiled
+def grid_normal_fpr_sum(maps, offsets, indices, thresholds, num_chunks):  # pragma: no cover
     """Sum over the normal images ``indices`` of the per-image FPR at each threshold.
 
     ``FPR_j(t_k) = |a_j >= t_k| / M_j`` (the masks of normal images are empty).
@@ -331,7 +339,8 @@ def grid_normal_fpr_sum(maps, indices, thresholds, num_chunks):  # pragma: no co
     for chunk in prange(num_chunks):
         histogram = np.zeros(num_thresholds + 1, dtype=np.int64)
         for position in range(chunk, num_images, num_chunks):
-            image = maps[indices[position]]
+            index = indices[position]
+            image = maps[offsets[index]:offsets[index + 1]]
             for p in range(image.shape[0]):
                 histogram[_num_thresholds_at_most(image[p], thresholds, first, step)] += 1
             # pixels counted at threshold k: those with more than k thresholds below them
@@ -345,7 +354,8 @@ def grid_normal_fpr_sum(maps, indices, thresholds, num_chunks):  # pragma: no co
 
 
 @nb.njit(parallel=True, cache=True)
-def grid_counts(maps, masks, indices, thresholds, first_index, last_index):  # pragma: no cover
+def grid_counts(maps, masks, offsets, indices, thresholds, first_index,
+                last_index):  # pragma: no cover - compiled
     """TP and FP counts at thresholds ``first_index..last_index`` of each image ``indices``.
 
     Returns int64 arrays of shape (len(indices), last_index - first_index + 1), and the
@@ -359,8 +369,9 @@ def grid_counts(maps, masks, indices, thresholds, first_index, last_index):  # p
     fp = np.zeros((indices.shape[0], width), dtype=np.int64)
     first_bad = np.full(indices.shape[0], -1, dtype=np.int64)
     for position in prange(indices.shape[0]):
-        image = maps[indices[position]]
-        mask = masks[indices[position]]
+        index = indices[position]
+        image = maps[offsets[index]:offsets[index + 1]]
+        mask = masks[offsets[index]:offsets[index + 1]]
         tp_histogram = np.zeros(width + 1, dtype=np.int64)
         fp_histogram = np.zeros(width + 1, dtype=np.int64)
         bad = -1

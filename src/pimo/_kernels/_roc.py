@@ -213,8 +213,10 @@ def label_mask(mask, depth, height, width, rank):  # pragma: no cover - compiled
 
 
 @nb.njit(parallel=True, cache=True)
-def image_runs(masks, anomalous, dims, ranks):  # pragma: no cover - compiled
+def image_runs(masks, offsets, anomalous, dims, ranks):  # pragma: no cover - compiled
     """Runs of mask pixels of the images ``anomalous`` (indices), with their PRO weights.
+
+    The mask of image i is ``masks[offsets[i]:offsets[i + 1]]``, of shape ``dims[i]``.
 
     Returns
     -------
@@ -227,11 +229,11 @@ def image_runs(masks, anomalous, dims, ranks):  # pragma: no cover - compiled
     num_regions : int64 (N,)
         Regions per image.
     """
-    num_images = len(masks)
+    num_images = offsets.shape[0] - 1
     counts = np.zeros(num_images, dtype=np.int64)
     for position in prange(anomalous.shape[0]):
         index = anomalous[position]
-        counts[index] = count_runs(masks[index], dims[index, 2])
+        counts[index] = count_runs(masks[offsets[index]:offsets[index + 1]], dims[index, 2])
     run_offsets = np.zeros(num_images + 1, dtype=np.int64)
     for index in range(num_images):
         run_offsets[index + 1] = run_offsets[index] + counts[index]
@@ -243,7 +245,8 @@ def image_runs(masks, anomalous, dims, ranks):  # pragma: no cover - compiled
     for position in prange(anomalous.shape[0]):
         index = anomalous[position]
         starts, lengths, run_region, sizes = region_runs(
-            masks[index], dims[index, 0], dims[index, 1], dims[index, 2], ranks[index]
+            masks[offsets[index]:offsets[index + 1]], dims[index, 0], dims[index, 1],
+            dims[index, 2], ranks[index],
         )
         offset = run_offsets[index]
         for run in range(starts.shape[0]):
@@ -272,12 +275,13 @@ def _first_run(run_starts, run_lengths, first, last, begin):  # pragma: no cover
 
 
 @nb.njit(parallel=True, cache=True)
-def bucket_counts(bits, item_image, item_begin, item_end, run_offsets, run_starts, run_lengths,
-                  run_weights, shift, sign_bit, all_ones, exponent_mask, neg_counts, pos_counts,
-                  pos_weights, item_first_bad):  # pragma: no cover - compiled
+def bucket_counts(bits, offsets, item_image, item_begin, item_end, run_offsets, run_starts,
+                  run_lengths, run_weights, shift, sign_bit, all_ones, exponent_mask, neg_counts,
+                  pos_counts, pos_weights, item_first_bad):  # pragma: no cover - compiled
     """Per-bucket class histograms of the pixels of the work items, added to the outputs.
 
-    Work item k is pixels ``item_begin[k]:item_end[k]`` of image ``item_image[k]``; chunk c
+    Work item k is pixels ``item_begin[k]:item_end[k]`` of image ``item_image[k]`` (whose
+    sort-key bits are ``bits[offsets[i]:offsets[i + 1]]``); chunk c
     (row c of the outputs) takes the items ``c, c + C, c + 2C, ...``. Bucket of a pixel:
     ``key >> shift``. ``item_first_bad[k]`` receives the first NaN/inf pixel of item k (or
     stays -1); such pixels are not counted.
@@ -290,7 +294,7 @@ def bucket_counts(bits, item_image, item_begin, item_end, run_offsets, run_start
         weights = pos_weights[chunk]
         for item in range(chunk, num_items, num_chunks):
             index = item_image[item]
-            image = bits[index]
+            image = bits[offsets[index]:offsets[index + 1]]
             begin = item_begin[item]
             end = item_end[item]
             last_run = run_offsets[index + 1]
@@ -328,9 +332,9 @@ def bucket_counts(bits, item_image, item_begin, item_end, run_offsets, run_start
 
 
 @nb.njit(parallel=True, cache=True)
-def scatter_window(bits, item_image, item_begin, item_end, run_offsets, run_starts, run_lengths,
-                   run_weights, shift, sign_bit, all_ones, in_window, neg_cursor, pos_cursor,
-                   neg_low, pos_low, pos_weight):  # pragma: no cover - compiled
+def scatter_window(bits, offsets, item_image, item_begin, item_end, run_offsets, run_starts,
+                   run_lengths, run_weights, shift, sign_bit, all_ones, in_window, neg_cursor,
+                   pos_cursor, neg_low, pos_low, pos_weight):  # pragma: no cover - compiled
     """Copy the low key bits of the pixels whose bucket is in the window into the buffers.
 
     Same work items and chunks as :func:`bucket_counts`; ``neg_cursor[c, b]`` and
@@ -345,7 +349,7 @@ def scatter_window(bits, item_image, item_begin, item_end, run_offsets, run_star
         positive_heads = pos_cursor[chunk]
         for item in range(chunk, num_items, num_chunks):
             index = item_image[item]
-            image = bits[index]
+            image = bits[offsets[index]:offsets[index + 1]]
             begin = item_begin[item]
             end = item_end[item]
             last_run = run_offsets[index + 1]
