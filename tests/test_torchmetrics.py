@@ -64,6 +64,8 @@ def reference(maps: Any, masks: Any, **settings: Any) -> ToyResult:
 
 def assert_toy_equal(result: ToyResult, expected: ToyResult) -> None:
     np.testing.assert_array_equal(result.max_scores, expected.max_scores)
+    assert result.max_per_mille.dtype == np.int16  # travelled as int32, back to int16
+    np.testing.assert_array_equal(result.max_per_mille, expected.max_per_mille)
     np.testing.assert_array_equal(result.anomalous, expected.anomalous)
     np.testing.assert_array_equal(result.sizes, expected.sizes)
     np.testing.assert_array_equal(result.histogram, expected.histogram)
@@ -77,12 +79,14 @@ def test_states_follow_the_accumulator_protocol():
 
     metric = ToyMetric(bins=5)
     assert metric._reductions == {"max_score": dim_zero_cat, "anomalous": dim_zero_cat,
-                                  "sizes": dim_zero_cat, "histogram": dim_zero_sum}
+                                  "sizes": dim_zero_cat, "histogram": dim_zero_sum,
+                                  "max_per_mille": dim_zero_cat}
     assert metric.max_score == [] and metric.sizes == []
     assert metric.histogram.shape == (5,) and metric.histogram.dtype == torch.int64
     state = metric.state_arrays()  # empty: the accumulator's empty state, dtypes and shapes
     assert state["sizes"].shape == (0, 2) and state["sizes"].dtype == np.int64
     assert state["anomalous"].dtype == np.uint8
+    assert state["max_per_mille"].dtype == np.int16
 
 
 @pytest.mark.parametrize("seed", range(3))

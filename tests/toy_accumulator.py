@@ -29,6 +29,7 @@ def _as_images(batch: Any) -> list[np.ndarray]:
 @dataclass(frozen=True)
 class ToyResult:
     max_scores: np.ndarray
+    max_per_mille: np.ndarray
     anomalous: np.ndarray
     sizes: np.ndarray
     histogram: np.ndarray
@@ -42,6 +43,7 @@ class ToyAccumulator:
 
     STATE_REDUCTIONS: ClassVar[dict[str, str]] = {
         "max_score": "cat", "anomalous": "cat", "sizes": "cat", "histogram": "sum",
+        "max_per_mille": "cat",
     }
 
     def __init__(self, bins: int = 8) -> None:
@@ -51,6 +53,7 @@ class ToyAccumulator:
             "anomalous": np.empty(0, dtype=np.uint8),
             "sizes": np.empty((0, 2), dtype=np.int64),
             "histogram": np.zeros(self.bins, dtype=np.int64),
+            "max_per_mille": np.empty(0, dtype=np.int16),  # a dtype gloo cannot gather
         }
 
     def update(self, anomaly_maps: Any, masks: Any, *, paths: Any = None) -> None:
@@ -62,6 +65,8 @@ class ToyAccumulator:
             counts = np.histogram(np.clip(anomaly_map, 0, 1), bins=self.bins, range=(0, 1))[0]
             self._state["histogram"] = self._state["histogram"] + counts
             self._state["max_score"] = np.append(self._state["max_score"], anomaly_map.max())
+            self._state["max_per_mille"] = np.append(
+                self._state["max_per_mille"], np.int16(round(1000 * anomaly_map.max())))
             self._state["anomalous"] = np.append(self._state["anomalous"], np.uint8(mask.any()))
             self._state["sizes"] = np.concatenate(
                 [self._state["sizes"], [[anomaly_map.size, int(mask.sum())]]]
@@ -92,5 +97,6 @@ class ToyAccumulator:
             raise PimoValueError("no image")
         return ToyResult(**{
             "max_scores": self._state["max_score"], "anomalous": self._state["anomalous"],
+            "max_per_mille": self._state["max_per_mille"],
             "sizes": self._state["sizes"], "histogram": self._state["histogram"],
         })

@@ -7,8 +7,10 @@ Each metric is a :class:`torchmetrics.Metric` whose states ARE the arrays of a p
 ``state_dict()``, reduced across processes as the accumulator's ``STATE_REDUCTIONS`` says
 (``"cat"``: per-image records, concatenated; ``"sum"``: fixed-size histograms, added).
 ``update()`` summarises the batch with a fresh accumulator (on the batch's device for torch
-tensors) and appends or adds its state arrays; ``compute()`` rebuilds one accumulator from the
-(synced) states with ``from_state_dict`` and returns a tensor. The numbers equal the one-shot
+tensors) and appends or adds its state arrays (int16 arrays travel as int32, which every
+distributed backend gathers; they get their dtype back at ``compute()``); ``compute()``
+rebuilds one accumulator from the (synced) states with ``from_state_dict`` and returns a
+tensor. The numbers equal the one-shot
 functions (:func:`pimo.aupimo`, :func:`pimo.set_metrics`) on all images of all processes:
 concatenating the "cat" states and adding the "sum" states is the accumulators' merge.
 
@@ -41,6 +43,21 @@ from pimo._validate import PimoTypeError, PimoValueError
 __all__ = ["AUPIMO", "AUPRO", "AUROC", "AccumulatorMetric", "SetMetrics"]
 
 _REDUCTIONS = ("cat", "sum")
+# Integer dtypes that gloo or NCCL cannot gather, and the wider ones their values travel in
+# (every value fits, so the state arrays get their own dtype back exactly).
+_TRANSPORT_DTYPES = {
+    np.dtype(np.int16): np.dtype(np.int32),
+    np.dtype(np.uint16): np.dtype(np.int32),
+    np.dtype(np.uint32): np.dtype(np.int64),
+    np.dtype(np.bool_): np.dtype(np.uint8),
+}
+
+
+def _transport(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a tensor every distributed backend can gather (values unchanged)."""
+    array = np.ascontiguousarray(array)
+    wider = _TRANSPORT_DTYPES.get(array.dtype)
+    return torch.from_numpy(array if wider is None else array.astype(wider))
 
 
 def _batch_fields(batch: Any) -> tuple[Any, Any]:
@@ -109,7 +126,7 @@ class AccumulatorMetric(Metric):
             if reduction == "cat":
                 self.add_state(key, default=[], dist_reduce_fx="cat")
             else:
-                self.add_state(key, default=torch.from_numpy(value.copy()), dist_reduce_fx="sum")
+                self.add_state(key, default=_transport(value.copy()), dist_reduce_fx="sum")
 
     # -- what subclasses define ----------------------------------------------------------
     @classmethod
@@ -135,7 +152,7 @@ class AccumulatorMetric(Metric):
         accumulator = self.accumulator_class()(**self._settings)
         accumulator.update(_detach(anomaly_maps), _detach(masks))
         for key, array in accumulator.state_dict().items():
-            tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+            tensor = _transport(array).to(self.device)
             if self._reductions_by_key[key] == "cat":
                 getattr(self, key).append(tensor)
             else:
@@ -161,7 +178,7 @@ class AccumulatorMetric(Metric):
         for key, reduction in self._reductions_by_key.items():
             if reduction == "cat" and isinstance(getattr(self, key), list) \
                     and not getattr(self, key):
-                setattr(self, key, [torch.from_numpy(self._empty_state[key]).to(self.device)])
+                setattr(self, key, [_transport(self._empty_state[key]).to(self.device)])
         kwargs: dict[str, Any] = {"process_group": process_group}
         if dist_sync_fn is not None:
             kwargs["dist_sync_fn"] = dist_sync_fn
@@ -175,8 +192,9 @@ class AccumulatorMetric(Metric):
         for key, reduction in self._reductions_by_key.items():
             value = getattr(self, key)
             if reduction == "cat" and isinstance(value, list):
-                value = torch.cat(value) if value else torch.from_numpy(self._empty_state[key])
-            state[key] = value.detach().cpu().numpy()
+                value = torch.cat(value) if value else _transport(self._empty_state[key])
+            state[key] = value.detach().cpu().numpy().astype(self._empty_state[key].dtype,
+                                                             copy=False)
         return state
 
     def accumulator(self) -> Any:
@@ -245,12 +263,15 @@ class SetMetrics(AccumulatorMetric):
     fpr_limits : tuple of float
         AUPRO's FPR limits.
     **settings_and_kwargs
-        :class:`pimo.SetMetricsAccumulator`'s keywords (``auroc``, ``connectivity``, ...) and
-        :class:`torchmetrics.Metric`'s.
+        :class:`pimo.SetMetricsAccumulator`'s keywords (``auroc``, ``connectivity``,
+        ``dtype``, ...) and :class:`torchmetrics.Metric`'s.
+
+    The state's layout depends on the maps' dtype: every batch of every process must have
+    one dtype, or pass ``dtype=np.float64`` to widen float32 batches into a float64 state.
     """
 
     _ACCUMULATOR_KEYWORDS: ClassVar[tuple[str, ...]] = (
-        "auroc", "ap", "f1_max", "curves", "connectivity", "max_state_bytes",
+        "auroc", "ap", "f1_max", "curves", "connectivity", "max_state_bytes", "dtype",
     )
 
     def __init__(self, fpr_limits: tuple[float, ...] = (0.3, 0.05), **kwargs: Any) -> None:
