@@ -15,6 +15,7 @@ from pimo import __version__
 
 # name -> "module:attribute" of a click.Command
 _COMMANDS: dict[str, str] = {
+    "analyze": "pimo.cli.analyze_cmd:analyze_group",
     "aupimo": "pimo.cli.aupimo_cmd:aupimo_command",
     "compare": "pimo.cli.compare_cmd:compare_command",
     "demo": "pimo.cli.demo_cmd:demo_command",

@@ -26,9 +26,13 @@ import click
     "--no-curves", is_flag=True,
     help="Skip PIMO curves and heatmaps (they need the maps and images on disk).",
 )
+@click.option(
+    "--analysis", "analysis", multiple=True, type=click.Path(path_type=Path),
+    help="A `pimo analyze` output folder to add as Analyses pages (repeatable).",
+)
 def report_command(
     results: tuple[Path, ...], output: Path, title: str, test: str, max_samples: int,
-    no_curves: bool,
+    no_curves: bool, analysis: tuple[Path, ...],
 ) -> None:
     """Write one HTML report of RESULTS.
 
@@ -41,6 +45,6 @@ def report_command(
 
     written = build_report(
         results, output, title=title, test=test, max_samples=max_samples,
-        curves=not no_curves and max_samples > 0,
+        curves=not no_curves and max_samples > 0, analysis=analysis,
     )
     click.echo(str(written))

@@ -504,6 +504,7 @@ def build_report(
     level: float = 0.95,
     max_samples: int = 8,
     curves: bool = True,
+    analysis: Iterable[str | os.PathLike[str]] = (),
 ) -> Path:
     """Write the HTML report of some results.
 
@@ -523,6 +524,8 @@ def build_report(
         Most images per dataset shown as PIMO curves and heatmaps.
     curves : bool
         False: skip the PIMO curves and heatmaps (faster).
+    analysis : iterable of paths
+        ``pimo analyze`` output folders, added as "Analyses" pages.
 
     Returns
     -------
@@ -541,6 +544,11 @@ def build_report(
     notes += list(benchmark.notes)
     content, nav = _pages(benchmark, collected.tree, level=level, max_samples=max_samples,
                           curves=curves, notes=notes)
+    if analysis:
+        from pimo.report._analysis import analysis_pages
+
+        pages, links = analysis_pages(analysis)
+        content, nav = content + pages, nav + links
     subtitle = (
         f"{len(benchmark.datasets)} dataset(s), {len(collected.tree.models)} model(s)"
     )
