@@ -3,7 +3,6 @@ evaluate and sweep on a two-worker cluster write the files the single-process pa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,11 @@ from distributed import Client, LocalCluster
 import pimo
 import tests.toy_accumulator as toy
 from pimo import distributed as pimo_distributed
+from pimo.cli import main
 from pimo.distributed import AccumulatorSpec, merge_states, reduce_states
+from pimo.evaluate import evaluate_dataset
+from tests.test_evaluate import make_mvtec, write_maps
+from tests.test_evaluate_models import json_files, make_two_models
 
 # the workers get the toy accumulator by value (the tests folder need not be importable there)
 cloudpickle.register_pickle_by_value(toy)
@@ -97,8 +100,92 @@ def test_open_client_uses_a_given_client(client):
 # --------------------------------------------------------------------------------------
 # evaluate and sweep
 # --------------------------------------------------------------------------------------
-def _json_files(folder: Path) -> dict[str, object]:
-    return {
-        path.relative_to(folder).as_posix(): json.loads(path.read_text())
-        for path in sorted(folder.rglob("*.json"))
-    }
+
+
+needs_accumulators = pytest.mark.skipif(
+    not hasattr(pimo, "AupimoAccumulator") or not hasattr(pimo, "SetMetricsAccumulator"),
+    reason="evaluate and sweep run pimo.AupimoAccumulator and pimo.SetMetricsAccumulator",
+)
+
+
+def _dataset(tmp_path: Path) -> tuple[str, Path, list[str]]:
+    maps, _, paths = make_mvtec(tmp_path / "data", "bottle", seed=0)
+    write_maps(tmp_path / "maps", maps, paths)
+    other_maps, _, other_paths = make_mvtec(tmp_path / "data", "cable", seed=3)
+    write_maps(tmp_path / "maps", other_maps, other_paths)
+    return f"mvtec:{tmp_path / 'data'}", tmp_path / "maps", paths
+
+
+@needs_accumulators
+@pytest.mark.parametrize("images_per_task", [1, 4, 100])
+def test_evaluate_writes_the_files_of_one_process(client, tmp_path, images_per_task):
+    dataset, maps, paths = _dataset(tmp_path)
+    expected = evaluate_dataset(dataset, maps, category="bottle", fpr_bounds=(1e-3, 1e-2))
+    result = pimo_distributed.evaluate(dataset, maps, category="bottle",
+                                       fpr_bounds=(1e-3, 1e-2), scheduler=client,
+                                       images_per_task=images_per_task, merge_fan_in=2)
+    assert result.paths == paths
+    expected.save(tmp_path / "one")
+    result.save(tmp_path / "dask")
+    assert json_files(tmp_path / "dask") == json_files(tmp_path / "one")
+
+
+@needs_accumulators
+def test_stacked_maps_and_skipped_files(client, tmp_path):
+    dataset, maps, paths = _dataset(tmp_path)
+    files = sorted((maps / "bottle").rglob("*.npy"))
+    stacked = tmp_path / "asmaps.npz"
+    np.savez(stacked, asmaps=np.stack([np.load(f) for f in files[1:]]),
+             paths=np.array([f.relative_to(maps).with_suffix(".png").as_posix()
+                             for f in files[1:]]))
+    options = {"category": "bottle", "fpr_bounds": (1e-3, 1e-2), "skip_missing": True}
+    expected = evaluate_dataset(dataset, stacked, **options)
+    result = pimo_distributed.evaluate(dataset, stacked, scheduler=client, images_per_task=3,
+                                       **options)
+    assert [p.path for p in result.skipped] == [paths[0]]
+    expected.save(tmp_path / "one")
+    result.save(tmp_path / "dask")
+    assert json_files(tmp_path / "dask") == json_files(tmp_path / "one")
+
+
+@needs_accumulators
+def test_file_problems_are_listed_as_in_one_process(client, tmp_path):
+    dataset, maps, paths = _dataset(tmp_path)
+    for index in (2, 8):
+        target = maps / Path(paths[index]).with_suffix(".npy")
+        bad = np.load(target)
+        bad[1, 1] = np.nan
+        np.save(target, bad)
+    with pytest.raises(pimo.DatasetError) as expected:
+        evaluate_dataset(dataset, maps, category="bottle")
+    with pytest.raises(pimo.DatasetError) as got:
+        pimo_distributed.evaluate(dataset, maps, category="bottle", scheduler=client,
+                                  images_per_task=2)
+    assert "2 problems" in str(got.value)
+    assert sorted(p.path for p in got.value.problems) == sorted(
+        p.path for p in expected.value.problems)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(pimo.DatasetError, match="Cannot evaluate category 'bottle'"):
+        pimo_distributed.evaluate(dataset, tmp_path / "empty", category="bottle",
+                                  scheduler=client)
+
+
+@needs_accumulators
+def test_sweep_and_cli_on_a_cluster(client, tmp_path):
+    args = make_two_models(tmp_path)
+    models = {"a": tmp_path / "maps_a", "b": tmp_path / "maps_b"}
+    swept = pimo_distributed.sweep(f"mvtec:{tmp_path / 'data'}", models, scheduler=client,
+                                   fpr_bounds=(1e-3, 1e-2), images_per_task=3)
+    assert list(swept) == ["a", "b"] and all(list(r) == ["bottle", "cable"]
+                                             for r in swept.values())
+    named = [f"--maps={name}={location}" for name, location in models.items()]
+    assert main([*args, *named, "-o", str(tmp_path / "one")]) == 0
+    assert main([*args, *named, "--scheduler", client.scheduler.address,
+                 "-o", str(tmp_path / "dask")]) == 0
+    one = json_files(tmp_path / "one")
+    assert len(one) == 2 * 2 * 5
+    assert json_files(tmp_path / "dask") == one
+    for name, by_category in swept.items():
+        for category, result in by_category.items():
+            result.save(tmp_path / "swept" / name / "mvtec" / category)
+    assert json_files(tmp_path / "swept") == one

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch", reason="pimo.torchmetrics needs torch (pimo
 pytest.importorskip("torchmetrics", reason="pimo.torchmetrics needs torchmetrics (pimo[torch])")
 
 import pimo  # noqa: E402
-from pimo.torchmetrics import AccumulatorMetric  # noqa: E402
+from pimo.torchmetrics import AUPIMO, AUPRO, AUROC, AccumulatorMetric, SetMetrics  # noqa: E402
 from tests.toy_accumulator import ToyAccumulator, ToyResult  # noqa: E402
 
 
@@ -138,6 +138,64 @@ def test_unknown_reduction_is_refused(monkeypatch):
         ToyMetric()
 
 
+def example(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A small evaluation set, normal and anomalous images shuffled."""
+    maps, masks = pimo.make_example(7, 7, (48, 40), seed=seed)
+    order = np.random.default_rng(seed).permutation(len(maps))
+    return maps[order], masks[order]
+
+
+BOUNDS = (1e-3, 1e-2)
+
+
+def real_metrics() -> dict[str, AccumulatorMetric]:
+    return {"aupimo": AUPIMO(fpr_bounds=BOUNDS), "auroc": AUROC(), "aupro": AUPRO(),
+            "aupro_05": AUPRO(fpr_limit=0.05), "set": SetMetrics()}
+
+
+def check_real_metrics(values: dict[str, Any], results: dict[str, Any], maps: np.ndarray,
+                       masks: np.ndarray) -> None:
+    """The metrics' values and results equal the one-shot functions on (maps, masks)."""
+    expected = pimo.aupimo(maps, masks, fpr_bounds=BOUNDS)
+    np.testing.assert_allclose(results["aupimo"].aupimos, expected.aupimos, rtol=0,
+                               atol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(results["aupimo"].image_classes, expected.image_classes)
+    assert results["aupimo"].thresh_bounds == expected.thresh_bounds
+    assert float(values["aupimo"]) == pytest.approx(expected.mean(), abs=1e-12)
+    one_shot = pimo.set_metrics(maps, masks, fpr_limits=(0.3, 0.05))
+    assert float(values["auroc"]) == pytest.approx(one_shot.auroc, abs=1e-12)
+    assert float(values["aupro"]) == pytest.approx(one_shot.aupro[0.3], abs=1e-12)
+    assert float(values["aupro_05"]) == pytest.approx(one_shot.aupro[0.05], abs=1e-12)
+    every = {name: float(value) for name, value in values["set"].items()}
+    assert every == pytest.approx({"auroc": one_shot.auroc, "aupro_0.3": one_shot.aupro[0.3],
+                                   "aupro_0.05": one_shot.aupro[0.05], "ap": one_shot.ap,
+                                   "f1_max": one_shot.f1_max}, abs=1e-12)
+    assert results["set"].num_regions == one_shot.num_regions
+
+
+HAS_ACCUMULATORS = hasattr(pimo, "AupimoAccumulator") and hasattr(pimo, "SetMetricsAccumulator")
+needs_accumulators = pytest.mark.skipif(
+    not HAS_ACCUMULATORS,
+    reason="AUPIMO, AUROC, AUPRO, SetMetrics hold pimo.AupimoAccumulator and "
+           "pimo.SetMetricsAccumulator states",
+)
+
+
+@needs_accumulators
+def test_metrics_equal_the_one_shot_functions():
+    maps, masks = example()
+    metrics = real_metrics()
+    rng = np.random.default_rng(3)
+    for batch in random_batches(len(maps), rng):
+        for metric in metrics.values():  # (B, 1, H, W) maps, (B, H, W) masks, torch
+            metric.update({"anomaly_map": torch.from_numpy(maps[batch])[:, None],
+                           "gt_mask": torch.from_numpy(masks[batch])})
+    values = {name: metric.compute() for name, metric in metrics.items()}
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for k, v in values.items()
+               if k != "set")
+    check_real_metrics(values, {name: m.result() for name, m in metrics.items()}, maps, masks)
+
+
 # --------------------------------------------------------------------------------------
 # two processes (torch.distributed, gloo)
 # --------------------------------------------------------------------------------------
@@ -166,7 +224,16 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
             halves.update(maps[batch], masks[batch])
             if rank == 0:  # rank 1 never updates this one: empty "cat" lists on rank 1
                 alone.update(maps[batch], masks[batch])
+        real_maps, real_masks = example(seed=4)
+        real = real_metrics() if HAS_ACCUMULATORS else {}
+        mine = _halves(len(real_maps))[rank]
+        for batch in random_batches(len(real_maps[mine]), rng):
+            for metric in real.values():
+                metric.update(torch.from_numpy(real_maps[mine][batch]),
+                              torch.from_numpy(real_masks[mine][batch]))
         outputs = {
+            "real": ({name: metric.compute() for name, metric in real.items()},
+                     {name: metric.result() for name, metric in real.items()}),
             "halves": (float(halves.compute()), halves.result()),
             "alone": (float(alone.compute()), alone.result()),
             "local": len(halves.max_score),  # states are back to this rank's after compute
@@ -195,3 +262,5 @@ def test_two_processes_equal_one(tmp_path):
         assert value == pytest.approx(expected_alone.mean(), abs=1e-12)
         assert_toy_equal(result, expected_alone)
         assert outputs["local"] >= 1
+        if HAS_ACCUMULATORS:  # rank 0's images, then rank 1's
+            check_real_metrics(*outputs["real"], *example(seed=4))
