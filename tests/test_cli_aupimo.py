@@ -88,3 +88,55 @@ def test_console_script_example(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert "mean" in completed.stdout
     assert len(json.loads(output.read_text())["aupimos"]) == 40
+
+
+def test_mask_threshold_binarises_0_255_and_soft_masks(tmp_path, capsys):
+    maps, masks = pimo.make_example(4, 4, (64, 64), seed=2)
+    expected = pimo.aupimo(maps, masks, fpr_bounds=(1e-3, 1e-2))
+    np.save(tmp_path / "maps.npy", maps)
+    np.save(tmp_path / "masks255.npy", masks.astype(np.uint8) * 255)
+    code, _, err = run(["aupimo", str(tmp_path / "maps.npy"), str(tmp_path / "masks255.npy")],
+                       capsys)
+    assert code == 2 and "--mask-threshold 0" in err  # the advice names the option
+    output = tmp_path / "s.json"
+    code, _, _ = run(["aupimo", str(tmp_path / "maps.npy"), str(tmp_path / "masks255.npy"),
+                      "--mask-threshold", "0", "--fpr-bounds", "1e-3", "1e-2", "-o", str(output)],
+                     capsys)
+    assert code == 0
+    np.testing.assert_array_equal(pimo.load_aupimo(output).aupimos, expected.aupimos)
+    # soft masks: 0.9 inside the defects, 0.2 on a halo that is not part of them
+    soft = np.where(masks, 0.9, 0.0).astype(np.float32)
+    soft[:, :2, :] = np.maximum(soft[:, :2, :], 0.2)
+    np.save(tmp_path / "soft.npy", soft)
+    code, _, err = run(["aupimo", str(tmp_path / "maps.npy"), str(tmp_path / "soft.npy")],
+                       capsys)
+    assert code == 2 and "--mask-threshold" in err
+    code, _, _ = run(["aupimo", str(tmp_path / "maps.npy"), str(tmp_path / "soft.npy"),
+                      "--mask-threshold", "0.5", "--fpr-bounds", "1e-3", "1e-2", "-o",
+                      str(output)], capsys)
+    assert code == 0
+    np.testing.assert_array_equal(pimo.load_aupimo(output).aupimos, expected.aupimos)
+
+
+def test_resize_brings_maps_to_the_masks_size(tmp_path, capsys):
+    from pimo.data.resize import resize_bilinear
+
+    maps, masks = pimo.make_example(4, 4, (64, 64), seed=3)
+    small = maps[:, ::2, ::2].copy()  # (N, 32, 32) maps for (N, 64, 64) masks
+    np.save(tmp_path / "small.npy", small)
+    np.save(tmp_path / "masks.npy", masks)
+    code, _, err = run(["aupimo", str(tmp_path / "small.npy"), str(tmp_path / "masks.npy")],
+                       capsys)
+    assert code == 2 and "--resize" in err  # the advice names the option
+    output = tmp_path / "s.json"
+    code, _, _ = run(["aupimo", str(tmp_path / "small.npy"), str(tmp_path / "masks.npy"),
+                      "--resize", "--fpr-bounds", "1e-3", "1e-2", "-o", str(output)], capsys)
+    assert code == 0
+    expected = pimo.aupimo([resize_bilinear(m, (64, 64)) for m in small], masks,
+                           fpr_bounds=(1e-3, 1e-2))
+    np.testing.assert_array_equal(pimo.load_aupimo(output).aupimos, expected.aupimos)
+    # counts that differ are still reported as such
+    np.save(tmp_path / "three.npy", masks[:3])
+    code, _, err = run(["aupimo", str(tmp_path / "small.npy"), str(tmp_path / "three.npy"),
+                        "--resize"], capsys)
+    assert code == 2 and "8 anomaly maps but 3 masks" in err

@@ -13,11 +13,19 @@ from pimo.data.demo import make_demo_dataset
 
 
 def test_demo_small(tmp_path: Path, capsys) -> None:
-    assert main(["demo", str(tmp_path / "demo"), "--size", "128", "--images", "8", "-q",
+    assert main(["demo", str(tmp_path / "demo"), "--size", "128", "--images", "8",
                  "--fpr-bounds", "1e-4", "1e-3"]) == 0
-    out = capsys.readouterr().out
-    folders = [Path(line.strip()) for line in out.splitlines() if line.startswith("  ")]
+    captured = capsys.readouterr()
+    out = captured.out
+    folders = [Path(line.strip()) for line in out.splitlines()
+               if line.startswith(f"  {tmp_path}")]
     assert len(folders) == 9  # 3 detectors x 3 categories
+    # it says which detector runs; progress is one line per stage (output is not a terminal)
+    assert "Detector 1/3: patch_knn" in out and "Detector 3/3: local_contrast" in out
+    assert "patch_gaussian/wood: normal images (8 images)" in captured.err
+    assert "local_contrast/tiles: done in" in captured.err
+    assert "report: mvtec/wood (3/3)" in captured.err
+    assert "\r" not in captured.err and "\x1b" not in captured.err
     mean_by_detector: dict[str, list[float]] = {}
     for folder in folders:
         info = json.loads((folder / "evaluation.json").read_text())

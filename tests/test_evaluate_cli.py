@@ -126,3 +126,28 @@ def test_resolution_note(tmp_path: Path, mvtec, capsys) -> None:
     assert "NOT comparable" in capsys.readouterr().err
     assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["resolution"] == [24, 20]
     np.testing.assert_equal(main(_args(tmp_path, "--resolution", "abc")), 2)
+
+
+def test_progress_is_one_line_per_stage_in_logs(tmp_path: Path, mvtec, capsys) -> None:
+    assert main(_args(tmp_path, "--categories", "all", "--model-name", "knn")) == 0
+    captured = capsys.readouterr()  # not a terminal: plain lines, no live bar
+    lines = captured.err.splitlines()
+    for category in ("bottle", "cable"):
+        assert f"knn/{category}: checking images and masks ({len(mvtec)} images)" in lines
+        assert any(line.startswith(f"knn/{category}: normal images (") for line in lines)
+        assert any(line.startswith(f"knn/{category}: done in ") for line in lines)
+    assert "\r" not in captured.err and "\x1b" not in captured.err
+    assert "pimo evaluate: knn" in captured.out  # the summary names the model
+    assert json.loads((tmp_path / "out" / "mvtec" / "bottle" / "evaluation.json")
+                      .read_text())["model"] == "knn"
+
+
+def test_progress_display_follows_the_terminal(monkeypatch) -> None:
+    from pimo.cli import evaluate_cmd
+
+    monkeypatch.setattr(evaluate_cmd, "is_interactive", lambda: False)
+    assert isinstance(evaluate_cmd.progress_for("x"), evaluate_cmd.LineProgress)
+    monkeypatch.setattr(evaluate_cmd, "is_interactive", lambda: True)
+    assert isinstance(evaluate_cmd.progress_for("x"), evaluate_cmd.RichProgress)
+    quiet = evaluate_cmd.progress_for("x", quiet=True)
+    assert isinstance(quiet, evaluate_cmd.RichProgress) and quiet._progress.disable

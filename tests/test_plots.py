@@ -242,11 +242,34 @@ def test_image_diagnosis_has_curve_and_heatmap(example) -> None:
         None, float(result.aupimos[index]), index)
 
 
-def test_image_diagnosis_of_a_normal_image_shows_fp_levels(example) -> None:
-    maps, masks, result, curves = example
-    figure = plots.plot_image_diagnosis(curves, result, 0, None, maps[0], masks[0])
+def test_image_diagnosis_of_a_normal_image_shows_false_positives_at_the_bounds(
+    example,
+) -> None:
+    maps, masks, result, _ = example
+    figure = plots.plot_image_diagnosis(None, result, 0, None, maps[0], masks[0])
     fp_ax, map_ax = figure.axes[:2]
     assert "normal" in fp_ax.get_title()
     legend = [text.get_text() for text in fp_ax.get_legend().get_texts()]
-    assert legend[0].startswith("image FPR 1e-02")
+    low, high = result.thresh_bounds
+    counts = [int((maps[0] >= low).sum()), int((maps[0] >= high).sum())]
+    assert legend[0].startswith(f"score \u2265 {low:.4g} (shared FPR U = 1e-04): {counts[0]} px")
+    assert legend[1].startswith(f"score \u2265 {high:.4g} (shared FPR L = 1e-05): {counts[1]} px")
+    assert f"image FPR {counts[0] / maps[0].size:.1e}" in legend[0]
     assert map_ax.texts[0].get_text() == "normal image: n/a (000)"
+    with pytest.raises(pimo.PimoValueError, match="anomalous"):
+        plots.plot_image_diagnosis(None, result, 19, None, maps[19], masks[19])
+
+
+def test_bound_false_positives_paint_the_pixels_over_each_threshold() -> None:
+    rng = np.random.default_rng(4)
+    anomaly_map = rng.random((40, 50))
+    thresh_bounds = (0.9, 0.97)
+    regions = plots.bound_false_positive_masks(anomaly_map, thresh_bounds)
+    np.testing.assert_array_equal(regions[0], anomaly_map >= 0.9)
+    np.testing.assert_array_equal(regions[1], anomaly_map >= 0.97)
+    figure = plots.plot_bound_false_positives(None, anomaly_map, thresh_bounds, (1e-5, 1e-4))
+    picture = figure.axes[0].images[0].get_array()
+    blue, red = (np.round(np.asarray(to_rgb(c)) * 255) for c in plots.BOUND_FP_COLORS)
+    assert (picture[regions[1]] == red).all()
+    assert (picture[regions[0] & ~regions[1]] == blue).all()
+    assert (picture[~regions[0]] == 128).all()  # mid-grey without an image

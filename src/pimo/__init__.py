@@ -2,9 +2,15 @@
 
 The public API. Per-image metrics: :func:`aupimo`, :func:`auimo`, :func:`pimo_curves`; score
 files: :func:`load_aupimo` and :meth:`AupimoResult.save`.
+
+The sub-modules :mod:`pimo.stats` (model comparison), :mod:`pimo.streaming` (one image at a
+time) and :mod:`pimo.plots` (matplotlib figures) are attributes of the package, imported on
+first access, so ``import pimo`` stays fast and does not import matplotlib.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
 
 try:
     __version__ = version("pimo")
@@ -20,6 +26,7 @@ from pimo._validate import (
     NoAnomalousImageError,
     NonFiniteScoreError,
     NoNormalImageError,
+    OutputPathError,
     PimoError,
     PimoTypeError,
     PimoValueError,
@@ -42,6 +49,21 @@ from pimo.results import (
 )
 from pimo.setmetrics import SetMetricsResult, aupro, auroc, label_regions, set_metrics
 
+#: Sub-modules imported on first access as ``pimo.<name>``.
+_LAZY_SUBMODULES = ("plots", "stats", "streaming")
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Import :data:`_LAZY_SUBMODULES` on first access (``pimo.stats``, ...)."""
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"pimo.{name}")
+    raise AttributeError(f"module 'pimo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_SUBMODULES})
+
+
 __all__ = [
     "AuimoResult",
     "AupimoResult",
@@ -55,6 +77,7 @@ __all__ = [
     "NoAnomalousImageError",
     "NoNormalImageError",
     "NonFiniteScoreError",
+    "OutputPathError",
     "PimoCurves",
     "PimoError",
     "PimoTypeError",

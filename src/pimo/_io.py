@@ -1,4 +1,9 @@
-"""Small file helpers shared by every writer: atomic writes and tolerant JSON reading."""
+"""Small file helpers shared by every writer: output checks, atomic writes, tolerant JSON reading.
+
+Every failure to write becomes an :class:`~pimo.OutputPathError` naming the path and the fix;
+commands call :func:`check_output_file` / :func:`check_output_folder` before computing, so a
+bad ``-o`` is refused at once rather than after the work.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,81 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "dump_json", "read_json"]
+from pimo._validate import OutputPathError
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_output_file",
+    "check_output_folder",
+    "dump_json",
+    "read_json",
+]
+
+
+def _check_ancestors(path: Path, what: str) -> None:
+    """The nearest existing folder above ``path`` must be a writable folder."""
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputPathError(
+            f"Cannot write the {what} {path}: {ancestor} is a file, not a folder, so nothing "
+            "can be created under it. Choose another path.",
+            path=str(path),
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputPathError(
+            f"Cannot write the {what} {path}: no permission to write in {ancestor}. Choose a "
+            "folder you can write to, or change its permissions.",
+            path=str(path),
+        )
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "output file") -> Path:
+    """Check that a file can be written at ``path`` (before computing what goes in it).
+
+    Raises
+    ------
+    OutputPathError
+        ``path`` is a folder, lies under a file, or is in a folder without write permission.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise OutputPathError(
+            f"Cannot write the {what} {target}: it is a folder. Give a file name (e.g. "
+            f"{target / 'out.json'}).",
+            path=str(target),
+        )
+    _check_ancestors(target, what)
+    return target
+
+
+def check_output_folder(path: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """Check that ``path`` is, or can be created as, a writable folder.
+
+    Raises
+    ------
+    OutputPathError
+        ``path`` is a file, lies under a file, or cannot be written to.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputPathError(
+            f"The {what} {target} is a file, not a folder. Give a folder (it is created when "
+            "missing), or remove the file.",
+            path=str(target),
+        )
+    if target.is_dir():
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise OutputPathError(
+                f"Cannot write in the {what} {target}: permission denied. Choose a folder you "
+                "can write to, or change its permissions.",
+                path=str(target),
+            )
+        return target
+    _check_ancestors(target, what)
+    return target
 
 
 def _default_file_mode() -> int:
@@ -26,10 +105,24 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     renamed over ``path``: a reader sees either the old file or the complete new one, never a
     partial write. Parent folders are created; the file gets the usual permissions (those of
     the file it replaces, or ``0o666`` minus the umask).
+
+    Raises
+    ------
+    OutputPathError
+        The file cannot be written there (see :func:`check_output_file`), or writing failed
+        (e.g. the disk is full).
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    target = check_output_file(path, "file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
+    except OSError as error:
+        raise OutputPathError(
+            f"Cannot write the file {target}: {error.strerror or error}. Choose another path.",
+            path=str(target),
+        ) from error
     try:
         mode = target.stat().st_mode & 0o777 if target.exists() else _default_file_mode()
         os.fchmod(fd, mode)
@@ -38,6 +131,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         Path(tmp_name).replace(target)
+    except OSError as error:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise OutputPathError(
+            f"Cannot write the file {target}: {error.strerror or error}. Choose another path, "
+            "or free some space.",
+            path=str(target),
+        ) from error
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

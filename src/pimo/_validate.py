@@ -8,6 +8,7 @@ to fix it. Nothing is silently dropped, clipped or converted to NaN.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "NoAnomalousImageError",
     "NoNormalImageError",
     "NonFiniteScoreError",
+    "OutputPathError",
     "PimoError",
     "PimoTypeError",
     "PimoValueError",
@@ -32,7 +34,9 @@ __all__ = [
     "UnreachableFprError",
     "as_image_set",
     "describe_image",
+    "integer_map_problem",
     "pixel_position",
+    "tensor_to_numpy",
     "validate_fpr_bounds",
     "validate_num_thresholds",
 ]
@@ -100,6 +104,14 @@ class ScoreFileError(PimoValueError):
     """A score file is malformed."""
 
 
+class OutputPathError(PimoError, OSError):
+    """An output cannot be written there: a folder where a file goes, a file in the way of a
+    folder, no write permission, a full disk.
+
+    It derives from :class:`OSError` (not ValueError), as the write failures it replaces did.
+    """
+
+
 class PimoWarning(UserWarning):
     """A result was computed but may not mean what you expect (e.g. a coarse grid)."""
 
@@ -132,8 +144,24 @@ def validate_fpr_bounds(fpr_bounds: Any) -> tuple[float, float]:
     return lower, upper
 
 
+#: Float64 arrays of ``num_thresholds`` values that grid mode holds at least (thresholds in
+#: the maps' dtype and in float64, the FPR sums, the shared FPR).
+GRID_ARRAYS = 4
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):  # not on this platform
+        return None
+
+
 def validate_num_thresholds(num_thresholds: Any) -> int | None:
-    """Check that ``num_thresholds`` is ``None`` (exact mode) or an int >= 2 (grid mode)."""
+    """Check that ``num_thresholds`` is ``None`` (exact mode) or an int >= 2 (grid mode).
+
+    A grid needs at least ``GRID_ARRAYS * 8 * num_thresholds`` bytes; a grid larger than the
+    machine's memory is refused before anything is allocated.
+    """
     if num_thresholds is None:
         return None
     if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int | np.integer):
@@ -145,6 +173,16 @@ def validate_num_thresholds(num_thresholds: Any) -> int | None:
         raise PimoValueError(
             f"num_thresholds must be >= 2 in grid mode, got {num_thresholds}. "
             "Use None for the exact mode."
+        )
+    needed = GRID_ARRAYS * 8 * int(num_thresholds)
+    available = _physical_memory()
+    if available is not None and needed > available:
+        raise PimoValueError(
+            f"num_thresholds={int(num_thresholds)} needs at least {needed / 2**30:.1f} GiB for "
+            f"the threshold grid ({GRID_ARRAYS} arrays of {int(num_thresholds)} float64 values), "
+            f"more than this machine's {available / 2**30:.1f} GiB of memory. Use fewer "
+            "thresholds (the official implementation uses 300 000) or None for the exact mode, "
+            "which needs no grid."
         )
     return int(num_thresholds)
 
@@ -237,6 +275,19 @@ class ImageSet:
             )
 
 
+def tensor_to_numpy(value: Any) -> Any:
+    """A torch tensor as a numpy array (detached, on the CPU); anything else unchanged.
+
+    bfloat16, which numpy lacks, is widened exactly to float32. torch is not imported.
+    """
+    if not (hasattr(value, "detach") and hasattr(value, "cpu")):
+        return value
+    value = value.detach().cpu()
+    if str(value.dtype) == "torch.bfloat16":
+        value = value.float()  # every bfloat16 is a float32: exact
+    return value.numpy()
+
+
 def _as_image_list(images: Any, what: str) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Turn an (N, ...) array or a sequence of arrays into a list of arrays (views).
 
@@ -245,8 +296,7 @@ def _as_image_list(images: Any, what: str) -> tuple[list[np.ndarray], np.ndarray
     """
     if images is None:
         raise PimoTypeError(f"{what} is None; pass an (N, H, W) array or a sequence of arrays.")
-    if hasattr(images, "detach") and hasattr(images, "cpu"):  # a torch tensor, without torch
-        images = images.detach().cpu().numpy()
+    images = tensor_to_numpy(images)
     if isinstance(images, np.ndarray):
         if images.ndim < 2:
             raise ShapeMismatchError(
@@ -260,12 +310,53 @@ def _as_image_list(images: Any, what: str) -> tuple[list[np.ndarray], np.ndarray
             f"{what} must be an (N, H, W) array or a sequence of arrays, "
             f"got {type(images).__name__}."
         )
-    out = []
-    for image in images:
-        if hasattr(image, "detach") and hasattr(image, "cpu"):
-            image = image.detach().cpu().numpy()
-        out.append(np.asarray(image))
-    return out, None
+    return [np.asarray(tensor_to_numpy(image)) for image in images], None
+
+
+def shape_mismatch_message(where: str, map_shape: tuple[int, ...],
+                           mask_shape: tuple[int, ...]) -> str:
+    """Why a map and its mask differ in shape, and the fix (a channel axis is not a resize)."""
+    def squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(side for side in shape if side != 1)
+
+    if squeezed(map_shape) == squeezed(mask_shape):
+        extra = "map" if len(map_shape) > len(mask_shape) else "mask"
+        return (
+            f"The anomaly map of {where} has shape {map_shape} but its mask has shape "
+            f"{mask_shape}: the {extra} has an extra axis of size 1 (a channel axis). Drop the "
+            f"channel axis, e.g. pass {extra}s[:, 0] for an (N, 1, H, W) array or "
+            f"{extra}.squeeze() for each image."
+        )
+    return (
+        f"The anomaly map of {where} has shape {map_shape} but its mask has shape "
+        f"{mask_shape}. Resize the map to the mask's resolution (bilinear, as the paper "
+        "prescribes: pimo.data.resize.resize_bilinear, or `pimo aupimo --resize`) before "
+        "evaluating."
+    )
+
+
+#: Integers up to this magnitude are exact in float64 (53-bit significand).
+MAX_EXACT_INTEGER = 2**53
+
+
+def integer_map_problem(image: np.ndarray, where: str) -> str | None:
+    """Why an integer map cannot be read as float64 exactly, or None when it can.
+
+    Integers with ``|value| > 2**53`` are rounded in float64, which merges distinct scores
+    and shifts every curve and AUPIMO; 32-bit and narrower integers always fit.
+    """
+    if image.dtype.kind not in "iu" or image.dtype.itemsize < 8 or image.size == 0:
+        return None
+    low, high = int(image.min()), int(image.max())
+    if low >= -MAX_EXACT_INTEGER and high <= MAX_EXACT_INTEGER:
+        return None
+    worst = high if high > MAX_EXACT_INTEGER else low
+    return (
+        f"The anomaly map of {where} has {image.dtype} scores up to {worst} in magnitude, "
+        "beyond 2**53: float64 cannot hold them exactly, so distinct scores would be merged "
+        "and the results would be wrong. Rescale the scores to |value| <= 2**53 (e.g. shift "
+        "them by their minimum, or divide and round them yourself) or pass float scores."
+    )
 
 
 def _common_map_dtype(maps: list[np.ndarray], paths: Sequence[str] | None) -> np.dtype:
@@ -277,11 +368,14 @@ def _common_map_dtype(maps: list[np.ndarray], paths: Sequence[str] | None) -> np
                 image_index=index,
                 path=paths[index] if paths else None,
             )
+        problem = integer_map_problem(image, describe_image(index, paths))
+        if problem is not None:
+            raise PimoValueError(problem, image_index=index, path=paths[index] if paths else None)
     if all(image.dtype == np.float32 for image in maps):
         return np.dtype(np.float32)
     if all(image.dtype.kind == "f" and image.dtype.itemsize <= 4 for image in maps):
         return np.dtype(np.float32)  # float16 maps are widened exactly to float32
-    return np.dtype(np.float64)  # float64 and integer maps: exact in float64 (|int| < 2**53)
+    return np.dtype(np.float64)  # float64 and integer maps: exact in float64 (|int| <= 2**53)
 
 
 def _check_mask_dtype(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> None:
@@ -300,9 +394,11 @@ def _check_mask_values(flat: np.ndarray, index: int, paths: Sequence[str] | None
     if np.any(bad):
         values = np.unique(flat[bad])[:5]
         hint = (
-            " It looks like a 0/255 image: divide by 255 or compare with > 0."
+            " It looks like a 0/255 image: divide by 255 or compare with > 0 (`pimo aupimo "
+            "--mask-threshold 0`)."
             if np.all(np.isin(np.unique(flat), (0, 1, 255)))
-            else " If the mask was saved lossily (e.g. JPEG), binarise it with a threshold."
+            else " If the mask is soft or was saved lossily (e.g. JPEG), binarise it with a "
+            "threshold, e.g. mask > 0.5 (`pimo aupimo --mask-threshold 0.5`)."
         )
         raise MaskValueError(
             f"The mask of {describe_image(index, paths)} holds values other than 0 and 1 "
@@ -365,7 +461,7 @@ def as_image_set(
     anomaly_maps : array (N, H, W) or sequence of N arrays
         One score map per image; images may differ in shape (3-D volumes count as images).
         Float maps are used as they are (float16 is widened to float32); integer maps are
-        accepted and read as float64.
+        accepted and read as float64 when exact there (``|value| <= 2**53``).
     masks : array (N, H, W) or sequence of N arrays
         Binary ground truth of the same shapes: bool, or integers/floats equal to 0 or 1.
     paths : sequence of str, optional
@@ -373,7 +469,7 @@ def as_image_set(
 
     Raises
     ------
-    EmptyInputError, ShapeMismatchError, MaskValueError, PimoTypeError
+    EmptyInputError, ShapeMismatchError, MaskValueError, PimoTypeError, PimoValueError
         With the index (and path) of the first offending image and the fix.
 
     Notes
@@ -401,9 +497,7 @@ def as_image_set(
         where = describe_image(index, paths)
         if image.shape != mask.shape:
             raise ShapeMismatchError(
-                f"The anomaly map of {where} has shape {image.shape} but its mask has shape "
-                f"{mask.shape}. Resize the map to the mask's resolution (bilinear, as the paper "
-                "prescribes) before evaluating.",
+                shape_mismatch_message(where, image.shape, mask.shape),
                 image_index=index,
                 path=paths[index] if paths else None,
             )

@@ -33,6 +33,11 @@ Output (:meth:`EvaluationResult.save`)
     ``{"value": x}``: pixel AUROC, AUPRO up to FPR 0.3 and up to FPR 0.05.
 ``evaluation.json``
     What is needed to find the data again and redraw curves (see :meth:`EvaluationResult.to_dict`).
+    It is written last, and records the run (:class:`~pimo._outputs.EvaluationRun`).
+
+A run owns its folder: pimo's own files there (:data:`pimo._outputs.OWN_FILE_PATTERNS`) that
+it does not rewrite, e.g. ``auroc.json`` of an earlier run when the set metrics are off, are
+removed, and :attr:`SavedFiles.removed` lists them.
 """
 
 from __future__ import annotations
@@ -46,11 +51,18 @@ from typing import Any
 import numpy as np
 
 from pimo._io import dump_json
-from pimo._validate import NoAnomalousImageError, NoNormalImageError, validate_fpr_bounds
+from pimo._outputs import AUPIMO_FILE, EVALUATION_FILE, EvaluationRun, remove_stale_files
+from pimo._validate import (
+    NoAnomalousImageError,
+    NoNormalImageError,
+    UnreachableFprError,
+    validate_fpr_bounds,
+)
 from pimo.data._pool import default_workers, ordered_map
 from pimo.data.images import FileProblemError, read_image_size, read_mask
 from pimo.data.layouts import DatasetLayout, Sample, Scan, open_dataset
 from pimo.data.maps import (
+    MAP_EXTENSIONS,
     MapEntry,
     MapSource,
     entries_of_category,
@@ -68,11 +80,11 @@ __all__ = [
     "EvaluatedImage",
     "EvaluationResult",
     "ProgressHook",
+    "SavedFiles",
+    "default_model_name",
     "evaluate_dataset",
 ]
 
-EVALUATION_FILE = "evaluation.json"
-AUPIMO_FILE = "aupimo/aupimos.json"
 SET_METRIC_FILES = {
     "auroc": "auroc.json",
     "aupro": aupro_filename(0.3),
@@ -89,6 +101,22 @@ _FORMAT = "pimo-evaluation"
 _FORMAT_VERSION = 1
 
 
+_STACKED_SUFFIXES = (".npz", ".pt", ".pth", ".npy")
+
+
+def default_model_name(maps_location: str | os.PathLike[str], category: str = "") -> str:
+    """The model name recorded when none is given: the maps folder's name.
+
+    A stacked file gives its name without suffix. A folder or file named like the category
+    (``maps/patchcore/bottle``) gives its parent's name (``patchcore``).
+    """
+    location = Path(maps_location)
+    name = location.stem if location.suffix.lower() in _STACKED_SUFFIXES else location.name
+    if name == category and location.parent.name:
+        name = location.parent.name
+    return name or "model"
+
+
 class ProgressHook:
     """Receives progress: :meth:`start` once per stage, :meth:`advance` once per image.
 
@@ -100,6 +128,14 @@ class ProgressHook:
 
     def advance(self, count: int = 1) -> None:
         """``count`` more images are done."""
+
+
+class SavedFiles(dict[str, Path]):
+    """The files :meth:`EvaluationResult.save` wrote, by name; ``removed``: stale files removed."""
+
+    def __init__(self, written: dict[str, Path], removed: list[Path]) -> None:
+        super().__init__(written)
+        self.removed = removed
 
 
 @dataclass(frozen=True)
@@ -165,6 +201,9 @@ class EvaluationResult:
         resized to that size, and the numbers are not comparable with full-resolution ones.
     mask_threshold : float or None
         The binarisation threshold of the masks (None: ``> 0`` on clean masks).
+    model : str or None
+        The model's name (``pimo evaluate --model-name``); None: :attr:`model_name` falls
+        back to :func:`default_model_name` of the maps' location.
     """
 
     aupimo: AupimoResult
@@ -179,6 +218,12 @@ class EvaluationResult:
     skipped: list[Problem] = field(default_factory=list)
     resolution: tuple[int, int] | None = None
     mask_threshold: float | None = None
+    model: str | None = None
+
+    @property
+    def model_name(self) -> str:
+        """:attr:`model`, or the maps folder's name when none was given."""
+        return self.model or default_model_name(self.maps_location, self.category)
 
     @property
     def paths(self) -> list[str]:
@@ -192,23 +237,28 @@ class EvaluationResult:
             summary[name] = None if self.set_metrics is None else self.set_metrics[name]
         return summary
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, run: EvaluationRun | None = None) -> dict[str, Any]:
         """The ``evaluation.json`` payload.
 
-        Fields: ``format``/``version``; ``dataset`` (``layout``, absolute ``root``,
-        ``category``); ``maps`` (absolute ``location``, ``kind``); ``resolution`` (``"full"``
-        or ``[H, W]``); ``mask_threshold``; ``fpr_bounds``; ``thresh_bounds`` (thresholds at
-        shared FPR = U and = L); ``files`` (the score files, relative to the folder);
+        Fields: ``format``/``version``; ``model`` (:attr:`model_name`); ``dataset``
+        (``layout``, absolute ``root``, ``category``); ``maps`` (absolute ``location``,
+        ``kind``); ``resolution`` (``"full"`` or ``[H, W]``); ``mask_threshold``;
+        ``fpr_bounds``; ``thresh_bounds`` (thresholds at shared FPR = U and = L); ``files``
+        (the score files, relative to the folder);
         ``set_metrics``; ``images`` (per image, in score order: ``path`` and ``mask``
         relative to the dataset root, ``map`` relative to the maps folder or as stored in the
-        stacked file with ``map_row``, ``anomalous``, ``size``); ``skipped``.
+        stacked file with ``map_row``, ``anomalous``, ``size``); ``skipped``; ``run`` (``id``
+        and ``categories`` of the run, see :class:`~pimo._outputs.EvaluationRun`; a run of
+        this category alone when ``run`` is None).
         """
+        run = run or EvaluationRun.new([self.category])
         files = {"aupimo": AUPIMO_FILE}
         if self.set_metrics is not None:
             files.update(SET_METRIC_FILES)
         return {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
+            "model": self.model_name,
             "dataset": {
                 "layout": self.layout,
                 "root": str(self.dataset_root.resolve()),
@@ -224,23 +274,43 @@ class EvaluationResult:
             "set_metrics_note": self.set_metrics_note,
             "images": [image.to_dict() for image in self.images],
             "skipped": [problem.to_dict() for problem in self.skipped],
+            "run": run.to_dict(),
         }
 
-    def save(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write the score files and ``evaluation.json`` into ``directory`` (atomically).
+    def save(
+        self, directory: str | os.PathLike[str], *, run: EvaluationRun | None = None
+    ) -> SavedFiles:
+        """Write the score files, then ``evaluation.json``, into ``directory`` (atomically).
+
+        The folder belongs to this result afterwards: pimo's own files in it that were not
+        rewritten (those of an earlier run) are removed, any other file is left alone.
+        ``evaluation.json`` comes last, so a folder with the new scores but the old record (or
+        none) shows an interrupted save.
+
+        Parameters
+        ----------
+        directory : path
+            The output folder (created when missing).
+        run : EvaluationRun, optional
+            The run this category belongs to (its id is shared by the categories evaluated
+            together); default: a run of this category alone.
 
         Returns
         -------
-        dict of str to Path
-            ``aupimo``, ``auroc``, ``aupro``, ``aupro_05`` (when computed), ``evaluation``.
+        SavedFiles
+            ``aupimo``, ``auroc``, ``aupro``, ``aupro_05`` (when computed), ``evaluation``;
+            ``removed`` lists the stale files removed.
         """
         directory = Path(directory)
+        # the old record goes first: an interrupted save leaves a folder without one
+        (directory / EVALUATION_FILE).unlink(missing_ok=True)
         written = {"aupimo": self.aupimo.save(directory / AUPIMO_FILE)}
         if self.set_metrics is not None:
             for name, filename in SET_METRIC_FILES.items():
                 written[name] = save_value(directory / filename, self.set_metrics[name])
-        written["evaluation"] = dump_json(directory / EVALUATION_FILE, self.to_dict())
-        return written
+        removed = remove_stale_files(directory, [*written.values(), directory / EVALUATION_FILE])
+        written["evaluation"] = dump_json(directory / EVALUATION_FILE, self.to_dict(run))
+        return SavedFiles(written, removed)
 
 
 # --------------------------------------------------------------------------------------
@@ -337,6 +407,54 @@ def _raise_problems(problems: Sequence[Problem], *, what: str, skip_missing: boo
     raise DatasetError(f"Cannot evaluate {what}.", problems, hint=hint)
 
 
+def _with_normal_maps(
+    error: UnreachableFprError, what: str, normal: Sequence[_Job], source: MapSource
+) -> UnreachableFprError:
+    """The same error, saying which category and which normal images' map files."""
+    shown = ", ".join(job.entry.name for job in normal[:5])
+    more = f" and {len(normal) - 5} more" if len(normal) > 5 else ""
+    return type(error)(
+        f"{what}: {error} The normal images' maps are {shown}{more} in {source.location}."
+    )
+
+
+def _closest_folder(path: Path) -> Path:
+    while not path.is_dir() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _nothing_matched(
+    samples: Sequence[Sample], entries: Sequence[MapEntry], source: MapSource
+) -> DatasetError:
+    """No map matches any image: say what was looked for and what is there instead.
+
+    ``--skip-missing`` is not suggested: it would leave nothing to evaluate.
+    """
+    example = samples[len(samples) // 2].relative_path
+    stem = Path(example).with_suffix("")
+    expected = Path(source.location) / stem.with_suffix(".npy")
+    found = (
+        f"The maps found there are named like {', '.join(e.name for e in entries[:3])}."
+        if entries else "No map file is there (none of these extensions)."
+    )
+    closest = ""
+    if source.kind == "files":
+        folders = [Path(source.location, *stem.parent.parts[i:])
+                   for i in range(len(stem.parent.parts))]
+        best = max((_closest_folder(f) for f in folders), key=lambda f: len(f.parts))
+        closest = f" The closest existing folder to {expected.parent} is {best}."
+    return DatasetError(
+        f"No anomaly map in {source.location} matches any of the {len(samples)} test images. "
+        "A map matches an image when the end of its path, without extension, is the image's: "
+        f"for the image {example}, e.g. {expected}, or any path ending in "
+        f"{'/'.join([*stem.parent.parts[-2:], stem.name])}.<ext>, with <ext> one of "
+        f"{', '.join(MAP_EXTENSIONS)}. {found}{closest} Point the maps location "
+        "(--maps) to the folder that mirrors the images' paths.",
+        path=str(source.location),
+    )
+
+
 def _parse_resolution(resolution: int | Sequence[int] | None) -> tuple[int, int] | None:
     if resolution is None:
         return None
@@ -388,6 +506,8 @@ def _plan_jobs(
     problems = [*scan.problems, *map_problems]
     skipped = [p for p in problems if p.skippable] if skip_missing else []
     fatal = [p for p in problems if not (skip_missing and p.skippable)]
+    if scan.samples and not any(matches):
+        raise _nothing_matched(scan.samples, entries, source)
     _raise_problems(fatal, what=what, skip_missing=skip_missing)
     jobs = [
         _Job(-1, sample, entry)
@@ -614,7 +734,10 @@ def evaluate_dataset(
                         widen_set_metrics = True
 
         stream("normal images", normal, first=True)
-        stream("anomalous images", anomalous, first=True)
+        try:
+            stream("anomalous images", anomalous, first=True)
+        except UnreachableFprError as error:  # constant normal maps among them
+            raise _with_normal_maps(error, what, normal, source) from error
         _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
         aupimo = aupimo_stream.result(paths)
         metrics, note = None, None

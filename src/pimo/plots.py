@@ -16,6 +16,7 @@ Figures
 - :func:`plot_average_ranks`: average-rank diagram with low-confidence bars (Fig. 22b).
 - :func:`plot_heatmap`: image + anomaly map in the AUPIMO colour scheme + ground-truth contour.
 - :func:`plot_fp_levels`: FP masks at image FPR 1e-2 .. 1e-5 on a normal image (Fig. 7).
+- :func:`plot_bound_false_positives`: a normal image's FPs at the thresholds of the FPR bounds.
 - :func:`plot_image_diagnosis`: one image's PIMO curve next to its heatmap (``pimo show``).
 
 Array helpers used by the figures, and testable on their own: :func:`aupimo_overlay`,
@@ -49,9 +50,12 @@ from pimo.results import AupimoResult, PimoCurves
 __all__ = [
     "AUPRO_COLOR",
     "AUROC_COLOR",
+    "BOUND_FP_COLORS",
     "FP_LEVELS",
     "FP_LEVEL_COLORS",
+    "aupimo_colour_stops",
     "aupimo_overlay",
+    "bound_false_positive_masks",
     "compose_fp_levels",
     "compose_heatmap",
     "format_sample_label",
@@ -61,6 +65,7 @@ __all__ = [
     "plot_aupimo_boxplots",
     "plot_aupimo_histogram",
     "plot_average_ranks",
+    "plot_bound_false_positives",
     "plot_fp_levels",
     "plot_heatmap",
     "plot_image_diagnosis",
@@ -75,6 +80,9 @@ AUPRO_COLOR = "#d62728"
 FP_LEVELS: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5)
 #: Their colours: darker blue, lighter blue, white, black (paper Fig. 7).
 FP_LEVEL_COLORS: tuple[str, ...] = ("#08519c", "#6baed6", "#ffffff", "#000000")
+#: Colours of the false positives at the thresholds of shared FPR U and L (the heatmap's
+#: blue and red).
+BOUND_FP_COLORS: tuple[str, ...] = ("#4292c6", "#cb181d")
 
 # Part of the Blues/Reds colour maps used: the lightest tones are hard to tell from the image.
 _CMAP_START = 0.35
@@ -573,6 +581,22 @@ def aupimo_overlay(
     return overlay
 
 
+def aupimo_colour_stops(num: int = 5) -> tuple[list[str], list[str]]:
+    """Hex colours along the two scales of :func:`aupimo_overlay` (for a legend).
+
+    Returns
+    -------
+    (list of str, list of str)
+        ``num`` blues (between the thresholds) and ``num`` reds (above the upper one), from
+        the lowest to the highest score.
+    """
+    from matplotlib.colors import to_hex
+
+    positions = np.linspace(_CMAP_START, _CMAP_STOP, num)
+    return ([to_hex(colormaps["Blues"](p)) for p in positions],
+            [to_hex(colormaps["Reds"](p)) for p in positions])
+
+
 def mask_contour(mask: np.ndarray, width: int = 2) -> np.ndarray:
     """The ``width``-pixel outer contour of a binary mask (pixels just outside it)."""
     region = np.asarray(mask).astype(bool)
@@ -729,13 +753,18 @@ def compose_fp_levels(
     shape = (np.asarray(image).shape[:2] if image is not None
              else np.asarray(anomaly_map).shape[-2:])
     shape = (int(shape[0]), int(shape[1]))
-    picture = _as_rgb_image(image, shape).copy()
     masks = fp_level_masks(_map_at(anomaly_map, shape), levels)
     order = np.argsort([-float(level) for level in levels], kind="stable")
-    for position in order:
-        color = np.asarray(to_rgb(colors[position]))
-        region = masks[position]
-        picture[region] = picture[region] * (1 - alpha) + color * alpha
+    return _paint_regions(_as_rgb_image(image, shape), masks[order],
+                          [colors[position] for position in order], alpha)
+
+
+def _paint_regions(base: np.ndarray, regions: np.ndarray, colors: Sequence[str],
+                   alpha: float) -> np.ndarray:
+    """``base`` (float RGB) with each region painted in its colour, in order (last on top)."""
+    picture = base.copy()
+    for region, color in zip(regions, colors, strict=True):
+        picture[region] = picture[region] * (1 - alpha) + np.asarray(to_rgb(color)) * alpha
     return np.round(np.clip(picture, 0, 1) * 255).astype(np.uint8)
 
 
@@ -778,11 +807,81 @@ def plot_fp_levels(
     return figure
 
 
+def bound_false_positive_masks(anomaly_map: np.ndarray,
+                               thresh_bounds: Sequence[float]) -> np.ndarray:
+    """The pixels at or above the thresholds of the two FPR bounds.
+
+    ``[a >= t_U, a >= t_L]`` with ``(t_U, t_L) = thresh_bounds``: ``t_U`` is the threshold at
+    shared FPR = U (the lower threshold, more pixels), ``t_L`` the one at shared FPR = L. On a
+    normal image every such pixel is a false positive: these are the pixels the image adds to
+    the shared FPR at each end of AUPIMO's integration range.
+
+    Returns
+    -------
+    ndarray of bool, shape (2, H, W)
+    """
+    lower, upper = _check_thresh_bounds(thresh_bounds)
+    scores = np.asarray(anomaly_map)
+    if scores.ndim != 2:
+        raise ShapeMismatchError(f"anomaly map must be 2-D (H, W), got shape {scores.shape}.")
+    return np.stack([scores >= lower, scores >= upper])
+
+
+def plot_bound_false_positives(
+    image: np.ndarray | None,
+    anomaly_map: np.ndarray,
+    thresh_bounds: Sequence[float],
+    fpr_bounds: Sequence[float],
+    *,
+    colors: Sequence[str] = BOUND_FP_COLORS,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A normal image's false positives at the thresholds of the two FPR bounds.
+
+    Pixels with ``a >= t_U`` (threshold at shared FPR = U) are painted in ``colors[0]``, those
+    with ``a >= t_L`` (shared FPR = L) in ``colors[1]`` on top (blue and red, as in the
+    heatmap). The legend gives each threshold, its pixel count and this image's FPR
+    ``count / pixels`` there (the shared FPR is the mean of that over the normal images).
+    The map is upsampled bilinearly to the image's size first.
+
+    Returns
+    -------
+    Figure
+    """
+    shape = (np.asarray(image).shape[:2] if image is not None
+             else np.asarray(anomaly_map).shape[-2:])
+    shape = (int(shape[0]), int(shape[1]))
+    regions = bound_false_positive_masks(_map_at(anomaly_map, shape), thresh_bounds)
+    picture = _paint_regions(_as_rgb_image(image, shape), regions, colors[:2], 1.0)
+    height, width = shape
+    figure, ax = _figure_and_axes(ax, (4.0, 4.0 * height / width + 0.7))
+    ax.imshow(picture, interpolation="nearest")
+    ax.set_axis_off()
+    low_fpr, high_fpr = (float(bound) for bound in fpr_bounds)
+    handles = []
+    for region, color, threshold, level, name in zip(
+        regions, colors, _check_thresh_bounds(thresh_bounds), (high_fpr, low_fpr), "UL",
+        strict=False,
+    ):
+        count = int(region.sum())
+        handles.append(Patch(
+            facecolor=color, edgecolor="black",
+            label=f"score \u2265 {threshold:.4g} (shared FPR {name} = {level:.0e}): {count} px, "
+                  f"image FPR {count / (height * width):.1e}",
+        ))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1,
+              fontsize="small", frameon=False)
+    if title:
+        ax.set_title(title)
+    return figure
+
+
 # --------------------------------------------------------------------------------------------
 # one image, for debugging a model
 # --------------------------------------------------------------------------------------------
 def plot_image_diagnosis(
-    curves: PimoCurves,
+    curves: PimoCurves | None,
     result: AupimoResult,
     image_index: int,
     image: np.ndarray | None,
@@ -796,13 +895,15 @@ def plot_image_diagnosis(
 
     Parameters
     ----------
-    curves : PimoCurves
-        Curves of the whole set (the shared FPR needs every normal image).
+    curves : PimoCurves or None
+        Curves of the whole set (the shared FPR needs every normal image); not used, and may
+        be None, for a normal image.
     result : AupimoResult
         Scores and thresholds of the same set.
     image_index : int
-        The image to show. A normal image has no PIMO curve: its FP masks at image FPR 1e-2
-        to 1e-5 (:func:`plot_fp_levels`) are drawn instead, next to its heatmap.
+        The image to show. A normal image has no PIMO curve: its false positives at the
+        thresholds of the two FPR bounds (:func:`plot_bound_false_positives`) are drawn
+        instead, next to its heatmap.
     image, anomaly_map, mask : ndarray
         That image, its map and its mask.
     statistic : str, optional
@@ -816,13 +917,20 @@ def plot_image_diagnosis(
     """
     figure = Figure(figsize=(10.0, 4.2), layout="constrained")
     curve_ax, map_ax = figure.subplots(1, 2, width_ratios=(1.25, 1))
-    if curves.image_classes[image_index] == 1:
+    normal = result.image_classes[image_index] != 1
+    if not normal:
+        if curves is None:
+            raise PimoValueError(
+                f"image {image_index} is anomalous: its PIMO curve needs `curves` "
+                "(pimo.pimo_curves of the whole set)."
+            )
         plot_pimo_curves(curves, result, selection={statistic or "": image_index}, ax=curve_ax)
         curve_ax.legend(loc="lower right", fontsize="small")  # one curve: inside the axes
-    else:  # a normal image has no curve: show where its false positives would be
-        plot_fp_levels(image, anomaly_map, ax=curve_ax,
-                       title=f"image {image_index:03d} is normal (no PIMO curve): FP levels")
-    normal = curves.image_classes[image_index] != 1
+    else:  # a normal image has no curve: show its false positives at the two bounds
+        plot_bound_false_positives(
+            image, anomaly_map, result.thresh_bounds, result.fpr_bounds, ax=curve_ax,
+            title=f"image {image_index:03d} is normal (no PIMO curve): false positives",
+        )
     plot_heatmap(image, anomaly_map, mask, result.thresh_bounds,
                  statistic=statistic or ("normal image" if normal else None),
                  aupimo=float(result.aupimos[image_index]), image_index=image_index, ax=map_ax)

@@ -196,7 +196,17 @@ class AupimoResult:
     def from_dict(
         cls, payload: dict[str, Any], *, source: str = "score file"
     ) -> AupimoResult:
-        """Build a result from a score-file payload (ours or the official one)."""
+        """Build a result from a score-file payload (ours or the official one).
+
+        Raises
+        ------
+        ScoreFileError
+            Naming ``source`` and the field: scores not numbers in [0, 1] or null, ``paths``
+            not one string per score, bounds that are not numbers or not
+            ``0 < fpr_lower_bound < fpr_upper_bound <= 1``, ``thresh_lower_bound`` above
+            ``thresh_upper_bound``, ``num_threshs`` not a non-negative integer or null, another
+            ``shared_fpr_metric``.
+        """
         if not isinstance(payload, dict):
             raise ScoreFileError(f"{source}: expected a JSON object, got {type(payload).__name__}.")
         if cls.scores_key not in payload:
@@ -231,13 +241,54 @@ class AupimoResult:
                     f"{source}: 'paths' must be a list with one entry per score "
                     f"({len(values)}), got {len(paths) if isinstance(paths, list) else paths!r}."
                 )
-            paths = [str(p) for p in paths]
+            bad = next((i for i, p in enumerate(paths) if not isinstance(p, str)), None)
+            if bad is not None:
+                raise ScoreFileError(
+                    f"{source}: 'paths' entry {bad} is {paths[bad]!r}; expected the image's "
+                    "path as a string."
+                )
 
         def number(key: str, default: float) -> float:
             value = payload.get(key, default)
-            return math.nan if value is None else float(value)
+            if value is None:
+                return math.nan
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ScoreFileError(
+                    f"{source}: {key!r} is {value!r}; expected a number (or null)."
+                )
+            return float(value)
 
+        lower, upper = number("fpr_lower_bound", 1e-5), number("fpr_upper_bound", 1e-4)
+        if not 0.0 < lower < upper <= 1.0:  # also False for NaN
+            raise ScoreFileError(
+                f"{source}: 'fpr_lower_bound' = {lower!r} and 'fpr_upper_bound' = {upper!r} "
+                "must satisfy 0 < fpr_lower_bound < fpr_upper_bound <= 1 (the shared-FPR "
+                "integration range, e.g. 1e-05 and 0.0001); the file is damaged or not a "
+                "per-image score file."
+            )
+        thresh_low = number("thresh_lower_bound", math.nan)
+        thresh_high = number("thresh_upper_bound", math.nan)
+        if thresh_low > thresh_high:  # False when either is NaN (unknown)
+            raise ScoreFileError(
+                f"{source}: 'thresh_lower_bound' = {thresh_low!r} is above "
+                f"'thresh_upper_bound' = {thresh_high!r}; the threshold at FPR = U (lower "
+                "bound) cannot exceed the one at FPR = L. Were the two fields swapped?"
+            )
         num = payload.get("num_threshs")
+        if num is not None and (
+            isinstance(num, bool) or not isinstance(num, int | float)
+            or not float(num).is_integer() or num < 0
+        ):
+            raise ScoreFileError(
+                f"{source}: 'num_threshs' is {num!r}; expected a non-negative integer (the "
+                "number of curve points in the integral) or null."
+            )
+        metric = payload.get("shared_fpr_metric", SHARED_FPR_METRIC)
+        if metric != SHARED_FPR_METRIC:
+            raise ScoreFileError(
+                f"{source}: 'shared_fpr_metric' is {metric!r}; pimo reads scores computed with "
+                f"the shared FPR {SHARED_FPR_METRIC!r} (the mean of the normal images' FPRs)."
+            )
         known = {
             "shared_fpr_metric", "fpr_lower_bound", "fpr_upper_bound", "num_threshs",
             "thresh_lower_bound", "thresh_upper_bound", cls.scores_key, "paths", "mode",
@@ -245,9 +296,8 @@ class AupimoResult:
         return cls(
             scores,
             classes,
-            fpr_bounds=(number("fpr_lower_bound", 1e-5), number("fpr_upper_bound", 1e-4)),
-            thresh_bounds=(number("thresh_lower_bound", math.nan),
-                           number("thresh_upper_bound", math.nan)),
+            fpr_bounds=(lower, upper),
+            thresh_bounds=(thresh_low, thresh_high),
             num_thresholds=None if num is None else int(num),
             mode=str(payload.get("mode", "unknown")),
             paths=paths,
@@ -257,11 +307,7 @@ class AupimoResult:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AupimoResult:
         """Read a score file (see :func:`load_aupimo`)."""
-        try:
-            payload = read_json(path)
-        except ValueError as error:
-            raise ScoreFileError(f"{path}: not valid JSON ({error}).") from error
-        return cls.from_dict(payload, source=str(path))
+        return cls.from_dict(_read_json_file(path, "score file"), source=str(path))
 
 
 @dataclass(frozen=True, eq=False)
@@ -298,15 +344,44 @@ def save_value(path: str | os.PathLike[str], value: float, **extra: Any) -> Path
     return dump_json(path, {"value": float(value), **extra})
 
 
-def load_value(path: str | os.PathLike[str]) -> float:
-    """Read a ``{"value": float}`` file (``auroc.json``, ``aupro.json``, ...)."""
-    payload = read_json(path)
-    if not isinstance(payload, dict) or "value" not in payload:
-        raise ScoreFileError(f"{path}: expected a JSON object with a 'value' field.")
+def _read_json_file(path: str | os.PathLike[str], what: str) -> Any:
+    """Read a JSON file; a missing, unreadable or malformed one is a :class:`ScoreFileError`."""
     try:
-        return float(payload["value"])
-    except (TypeError, ValueError) as error:
-        raise ScoreFileError(f"{path}: 'value' is not a number ({payload['value']!r}).") from error
+        return read_json(path)
+    except FileNotFoundError as error:
+        raise ScoreFileError(f"{path}: the {what} does not exist.", path=str(path)) from error
+    except OSError as error:
+        raise ScoreFileError(
+            f"{path}: the {what} cannot be read ({error.strerror or error}).", path=str(path)
+        ) from error
+    except ValueError as error:  # JSONDecodeError (empty or truncated file), UnicodeDecodeError
+        raise ScoreFileError(
+            f"{path}: the {what} is not valid JSON, e.g. empty or truncated ({error}). Write it "
+            "again, or remove it.",
+            path=str(path),
+        ) from error
+
+
+def load_value(path: str | os.PathLike[str]) -> float:
+    """Read a ``{"value": float}`` file (``auroc.json``, ``aupro.json``, ...).
+
+    Raises
+    ------
+    ScoreFileError
+        Naming the file: missing, unreadable, not JSON (empty, truncated), no ``value``
+        number.
+    """
+    payload = _read_json_file(path, "metric file")
+    if not isinstance(payload, dict) or "value" not in payload:
+        raise ScoreFileError(
+            f"{path}: expected a JSON object with a 'value' field.", path=str(path)
+        )
+    value = payload["value"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ScoreFileError(
+            f"{path}: 'value' is {value!r}; expected a number.", path=str(path)
+        )
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.stats
 
+from pimo._outputs import evaluation_folder, recorded_dataset_key, run_consistency_notes
 from pimo._validate import (
     EmptyInputError,
     NoAnomalousImageError,
@@ -1206,7 +1207,7 @@ class DatasetFiles:
         sits in a folder named ``aupimo``, else the file's own folder.
         """
         path = Path(aupimo)
-        folder = path.parent.parent if path.parent.name == "aupimo" else path.parent
+        folder = evaluation_folder(path)
         found = {
             name: folder / f"{name}.json" for name in SET_METRICS
             if (folder / f"{name}.json").is_file()
@@ -1404,8 +1405,9 @@ def explicit_score_tree(models: Mapping[str, str | Path]) -> ScoreTree:
 
     A path may be
 
-    - a score file (``aupimos.json``): one dataset, named after the files' folders (e.g.
-      ``mvtec/bottle``); every file given this way must be for the same dataset;
+    - a score file (``aupimos.json``): one dataset, named as its ``evaluation.json`` records
+      it (``<layout>/<category>``) or, without one, after the files' folders (e.g.
+      ``mvtec/bottle``; every file without ``evaluation.json`` must be for the same dataset);
     - a folder holding ``aupimo/aupimos.json`` (a dataset folder, e.g. one ablation run);
     - a model folder in the published layout, ``<collection>/<dataset>/aupimo/aupimos.json``.
 
@@ -1431,8 +1433,18 @@ def explicit_score_tree(models: Mapping[str, str | Path]) -> ScoreTree:
         else:
             raise EmptyInputError(f"Model {name!r}: {path} does not exist.")
     if single:
-        key = _dataset_key([entry.aupimo for entry in single.values()])
-        files.setdefault(key, {}).update(single)
+        # a score file written by `pimo evaluate` says its dataset in evaluation.json; the
+        # others are named after their folders
+        unrecorded: dict[str, DatasetFiles] = {}
+        for name, entry in single.items():
+            key = recorded_dataset_key(evaluation_folder(entry.aupimo))
+            if key is None:
+                unrecorded[name] = entry
+            else:
+                files.setdefault(key, {})[name] = entry
+        if unrecorded:
+            key = _dataset_key([entry.aupimo for entry in unrecorded.values()])
+            files.setdefault(key, {}).update(unrecorded)
     return ScoreTree(files=files, models=tuple(sorted(models)))
 
 
@@ -1523,6 +1535,14 @@ def compare_score_tree(
             raise ImageListMismatchError(
                 f"{dataset}: {error}", image_index=error.image_index, path=error.path
             ) from error
+    score_files = {
+        model: {dataset: by_model[model].aupimo for dataset, by_model in tree.files.items()
+                if model in by_model}
+        for model in tree.models
+    }
+    for note in run_consistency_notes(score_files):
+        notes.append(note)
+        warnings.warn(note, UserWarning, stacklevel=2)
     return BenchmarkComparison(
         datasets=comparisons, summary=summarize_comparisons(comparisons), notes=tuple(notes)
     )

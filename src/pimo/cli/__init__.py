@@ -7,6 +7,7 @@ starts fast. Add a command by adding one line to ``_COMMANDS``.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 import click
@@ -26,6 +27,34 @@ _COMMANDS: dict[str, str] = {
 
 # Exit code for bad input (a PimoError): distinct from crashes (1) and usage errors (2, click).
 EXIT_BAD_INPUT = 2
+# Exit code after Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+# The library's parameter names in messages, and what the command line calls them.
+_CLI_WORDING: tuple[tuple[str, str], ...] = (
+    (r"fpr_bounds=\(\s*([^,()]+?)\s*,\s*([^()]+?)\s*\)", r"--fpr-bounds \1 \2"),
+    (r"\bfpr_bounds\b", "--fpr-bounds"),
+    (r"\bnum_thresholds=None\b", "no --num-thresholds"),
+    (r"\bnum_thresholds=(\d+)", r"--num-thresholds \1"),
+    (r"\bnum_thresholds\b", "--num-thresholds"),
+    (r"Use None for the exact mode", "Leave out --num-thresholds for the exact mode"),
+    (r"or None for the exact mode", "or leave it out for the exact mode"),
+    (r"\bbe None \(exact mode, recommended\) or", "be left out (exact mode, recommended) or"),
+    (r" \((?:skip_missing|set_metrics|mask_threshold|resolution)=[^)]*\)", ""),
+    (r"\bskip_missing=True\b", "--skip-missing"),
+    (r"\bmask_threshold\b", "--mask-threshold"),
+)
+
+
+def cli_wording(message: str) -> str:
+    """A library message with parameter names as the command line spells its options.
+
+    ``fpr_bounds=(1e-05, 0.0001)`` becomes ``--fpr-bounds 1e-05 0.0001``, ``num_thresholds``
+    ``--num-thresholds``, ``skip_missing=True`` ``--skip-missing``, and so on.
+    """
+    for pattern, replacement in _CLI_WORDING:
+        message = re.sub(pattern, replacement, message)
+    return message
 
 
 class _LazyGroup(click.Group):
@@ -57,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         code = cli.main(args=argv, prog_name="pimo", standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C, also inside numba or threads
         click.echo("Aborted.", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except click.ClickException as error:
         error.show()
         return error.exit_code
     except PimoError as error:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {cli_wording(str(error))}", err=True)
         return EXIT_BAD_INPUT
     except SystemExit as exit_:  # click's --help/--version
         return int(exit_.code or 0)

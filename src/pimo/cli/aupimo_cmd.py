@@ -17,33 +17,84 @@ _MASK_KEYS = ("masks", "gts", "ground_truth")
 
 def _load_stack(path: Path, keys: tuple[str, ...], what: str) -> tuple[Any, list[str] | None]:
     """Read an (N, H, W) stack from .npy, or from .npz (by key, or its only array)."""
+    from pimo.data.images import FileProblemError, require_regular_file
+
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz"):
         raise PimoValueError(
             f"{what} file {str(path)!r} must be .npy or .npz (got {suffix or 'no extension'}). "
             "For datasets on disk (PNG/TIFF masks, per-image maps) use `pimo evaluate`."
         )
-    if not path.is_file():
-        raise PimoValueError(f"{what} file {str(path)!r} does not exist.")
+    if not path.exists():
+        raise PimoValueError(f"{what} file {str(path)!r} does not exist.", path=str(path))
+    try:
+        require_regular_file(path, what, str(path))
+    except FileProblemError as error:
+        raise PimoValueError(error.problem.message, path=str(path)) from error
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise PimoValueError(f"Cannot read {what} file {str(path)!r}: {error}") from error
-    if isinstance(loaded, np.ndarray):
-        return loaded, None
-    with loaded:
-        names = list(loaded.files)
-        chosen = next((key for key in keys if key in names), None)
-        if chosen is None:
-            arrays = [name for name in names if name != "paths"]
-            if len(arrays) != 1:
-                raise PimoValueError(
-                    f"{what} file {str(path)!r} holds arrays {names}; name the stack one of "
-                    f"{list(keys)} (or store a single array)."
-                )
-            chosen = arrays[0]
-        paths = [str(p) for p in loaded["paths"]] if "paths" in names else None
-        return loaded[chosen], paths
+        if isinstance(loaded, np.ndarray):
+            return loaded, None
+        with loaded:
+            names = list(loaded.files)
+            chosen = next((key for key in keys if key in names), None)
+            if chosen is None:
+                arrays = [name for name in names if name != "paths"]
+                if len(arrays) != 1:
+                    raise PimoValueError(
+                        f"{what} file {str(path)!r} holds arrays {names}; name the stack one "
+                        f"of {list(keys)} (or store a single array).",
+                        path=str(path),
+                    )
+                chosen = arrays[0]
+            paths = [str(p) for p in loaded["paths"]] if "paths" in names else None
+            return loaded[chosen], paths
+    except PimoValueError:
+        raise
+    except Exception as error:  # OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError
+        raise PimoValueError(
+            f"Cannot read {what} file {str(path)!r}: it is truncated or not a valid "
+            f"{suffix} file ({type(error).__name__}: {error}). Save it again with "
+            f"numpy.{'save' if suffix == '.npy' else 'savez'}.",
+            path=str(path),
+        ) from error
+
+
+def binarise_masks(masks: Any, threshold: float) -> np.ndarray:
+    """``masks > threshold``: binary masks from 0/255 images or soft masks."""
+    return np.asarray(masks) > threshold
+
+
+def resize_maps_to_masks(anomaly_maps: Any, masks: Any) -> list[np.ndarray]:
+    """Each map resized to its mask's (H, W), bilinear as torch's interpolate.
+
+    Uses :func:`pimo.data.resize.resize_bilinear` (``align_corners=False``, the paper's
+    protocol); a map already at its mask's size is kept as it is.
+
+    Raises
+    ------
+    ShapeMismatchError
+        When the counts differ or an image is not 2-D.
+    """
+    from pimo._validate import ShapeMismatchError
+    from pimo.data.resize import resize_bilinear
+
+    if len(anomaly_maps) != len(masks):
+        raise ShapeMismatchError(
+            f"Got {len(anomaly_maps)} anomaly maps but {len(masks)} masks; pass exactly one "
+            "mask per anomaly map, in the same order."
+        )
+    resized = []
+    for index, (anomaly_map, mask) in enumerate(zip(anomaly_maps, masks, strict=True)):
+        anomaly_map, mask = np.asarray(anomaly_map), np.asarray(mask)
+        if anomaly_map.ndim != 2 or mask.ndim != 2:
+            raise ShapeMismatchError(
+                f"--resize works on 2-D images, but image {index} has a map of shape "
+                f"{anomaly_map.shape} and a mask of shape {mask.shape}.",
+                image_index=index,
+            )
+        resized.append(resize_bilinear(anomaly_map, mask.shape))
+    return resized
 
 
 def _print_summary(result: Any, title: str) -> None:
@@ -78,22 +129,34 @@ def _print_summary(result: Any, title: str) -> None:
 @click.option("--num-thresholds", type=int, default=None,
               help="Grid mode with K thresholds (reproduces the official implementation); "
                    "default: exact mode.")
+@click.option("--mask-threshold", type=float, default=None, metavar="T",
+              help="Binarise the masks: pixels > T are anomalous (e.g. 0 for 0/255 masks, "
+                   "0.5 for soft masks); by default masks must be 0/1 or bool.")
+@click.option("--resize", is_flag=True,
+              help="Resize each map to its mask's size first (bilinear, as torch's "
+                   "interpolate with align_corners=False, the paper's protocol).")
 @click.option("--auimo", "with_auimo", is_flag=True,
               help="Score with the IoU curve (AUIMO) instead of the TPR.")
 @click.option("--example", is_flag=True,
               help="Run on a small generated example instead of MAPS and MASKS.")
 def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
                    fpr_bounds: tuple[float, float], num_thresholds: int | None,
-                   with_auimo: bool, example: bool) -> None:
+                   mask_threshold: float | None, resize: bool, with_auimo: bool,
+                   example: bool) -> None:
     """Per-image AUPIMO of MAPS and MASKS (.npy/.npz stacks of shape (N, H, W)).
 
     Prints the mean, std and P33 over anomalous images and, with -o, writes the per-image
-    score file. Masks: all-zero = normal image. Example:
+    score file. Masks: all-zero = normal image. Maps must have their masks' size (or give
+    --resize); masks must be binary (or give --mask-threshold). Example:
 
         pimo aupimo maps.npy masks.npy -o aupimo/aupimos.json
+        pimo aupimo small_maps.npy masks_0_255.npy --resize --mask-threshold 0
     """
     import pimo
+    from pimo._io import check_output_file
 
+    if output is not None:
+        check_output_file(output, "score file")
     if example:
         if maps is not None or masks is not None:
             raise click.UsageError("--example replaces MAPS and MASKS; give one or the other.")
@@ -107,6 +170,10 @@ def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
         ground_truth, mask_paths = _load_stack(masks, _MASK_KEYS, "masks")
         paths = paths or mask_paths
         title = f"{'AUIMO' if with_auimo else 'AUPIMO'} of {maps}"
+    if mask_threshold is not None:
+        ground_truth = binarise_masks(ground_truth, mask_threshold)
+    if resize:
+        anomaly_maps = resize_maps_to_masks(anomaly_maps, ground_truth)
     metric = pimo.auimo if with_auimo else pimo.aupimo
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pimo.PimoWarning)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pimo._io import atomic_write_text, dump_json
+from pimo._io import atomic_write_text, check_output_file, check_output_folder, dump_json
 
 if TYPE_CHECKING:
     from pimo.stats import BenchmarkComparison, CrossDatasetSummary, DatasetComparison
@@ -472,6 +472,10 @@ def compare_command(
         raise click.UsageError("Choose one of --markdown and --latex.")
     if root is None and not model_specs:
         raise click.UsageError("Give ROOT (a folder of score files) or at least one --model.")
+    if json_path is not None:
+        check_output_file(json_path, "--json file")
+    if csv_dir is not None:
+        check_output_folder(csv_dir, "--csv folder")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trees = []

@@ -52,14 +52,23 @@ def run_demo(
     from pimo.data.demo import DETECTORS, make_demo_dataset, write_detector_maps
 
     out = Path(out_dir)
+
+    def say(message: str) -> None:
+        if not quiet:
+            click.echo(message)
+
+    say(f"Building the demo dataset in {out / 'dataset'} ...")
     dataset = make_demo_dataset(out / "dataset", size=size, num_normal=num_images,
                                 num_anomalous=num_images)
     folders: list[Path] = []
-    for detector in DETECTORS:
+    for position, detector in enumerate(DETECTORS, start=1):
+        say(f"Detector {position}/{len(DETECTORS)}: {detector} — "
+            f"{DETECTORS[detector].description}. Computing its anomaly maps ...")
         maps = write_detector_maps(dataset, out / "maps" / detector, detector)
+        say(f"Detector {position}/{len(DETECTORS)}: {detector}: evaluating ...")
         done = run_evaluations(f"mvtec:{dataset}", maps, out / "results" / detector,
                                categories=sorted(p.name for p in dataset.iterdir()),
-                               fpr_bounds=fpr_bounds, quiet=quiet)
+                               fpr_bounds=fpr_bounds, quiet=quiet, model_name=detector)
         if not quiet:
             print_summary([result for result, _ in done],
                           title=f"{detector}: {DETECTORS[detector].description}")
@@ -89,7 +98,12 @@ def demo_command(out: Path, size: int, num_images: int, fpr_bounds: tuple[float,
         click.echo(f"  {folder}")
     from pimo.report import build_report
 
-    report = build_report([out / "results"], out / "report.html", title="pimo demo")
+    if not quiet:
+        click.echo("Writing the report ...")
+    report = build_report(
+        [out / "results"], out / "report.html", title="pimo demo",
+        progress=None if quiet else (lambda line: click.echo(f"report: {line}", err=True)),
+    )
     click.echo(f"Report (open it in a browser): {report}")
     click.echo(f"Compare the detectors with the paper's statistics: pimo compare {out / 'results'}")
     return 0

@@ -7,8 +7,10 @@ and ``evaluation.json`` (where the data is, see :meth:`pimo.evaluate.EvaluationR
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -19,7 +21,13 @@ import click
 from pimo.evaluate import EvaluationResult, ProgressHook
 
 __all__ = [
-    "RichProgress", "evaluate_command", "parse_maps_options", "print_summary",
+    "LineProgress",
+    "RichProgress",
+    "evaluate_command",
+    "is_interactive",
+    "parse_maps_options",
+    "print_summary",
+    "progress_for",
     "run_evaluations",
 ]
 
@@ -62,6 +70,48 @@ class RichProgress(ProgressHook):
         """Advance the current bar."""
         if self._task is not None:
             self._progress.advance(self._task, count)
+
+
+class LineProgress(ProgressHook):
+    """Progress as plain lines on stderr, for logs and CI (a context manager).
+
+    One line when a stage starts (``"bottle: normal images (83 images)"``) and one when the work
+    is done (``"bottle: done in 12.3 s"``); no line per image, no control characters.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._started = 0.0
+
+    def __enter__(self) -> LineProgress:
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if kind is None:
+            elapsed = time.perf_counter() - self._started
+            click.echo(f"{self.label}: done in {elapsed:.1f} s", err=True)
+
+    def start(self, stage: str, total: int) -> None:
+        """Say that ``stage`` begins, with its number of images."""
+        click.echo(f"{self.label}: {stage} ({total} images)", err=True)
+
+
+def is_interactive() -> bool:
+    """Whether stdout and stderr are both terminals (then a live progress bar is drawn)."""
+    return all(stream is not None and stream.isatty() for stream in (sys.stdout, sys.stderr))
+
+
+def progress_for(label: str, *, quiet: bool = False) -> RichProgress | LineProgress:
+    """The progress display of one piece of work.
+
+    A live bar on a terminal; one line per stage when the output goes to a log or a pipe
+    (CI); nothing with ``quiet``.
+    """
+    if quiet or is_interactive():
+        return RichProgress(label, enabled=not quiet)
+    return LineProgress(label)
 
 
 def _parse_resolution(text: str | None) -> tuple[int, int] | None:
@@ -130,35 +180,47 @@ def run_evaluations(
     set_metrics: bool = True,
     workers: int | None = None,
     quiet: bool = False,
+    model_name: str | None = None,
     scheduler: str | None = None,
 ) -> list[tuple[EvaluationResult, Path]]:
     """Evaluate categories and save each into its folder.
 
     With ``categories=None``, ``category`` (optional when the dataset has only one) is written
     directly into ``output``; with a list, each category goes to
-    ``output/<layout>/<category>/``. ``maps`` may name several models' maps
-    (``{name: location}``): each model's results then go under ``output/<name>/``.
-    ``scheduler`` (``"local"`` or a Dask scheduler address) runs everything on a Dask cluster
-    in one sweep (:func:`pimo.distributed.sweep`); None evaluates in this process.
+    ``output/<layout>/<category>/``. ``model_name`` is recorded in ``evaluation.json``
+    (default: the maps folder's name, see :func:`pimo.evaluate.default_model_name`).
+    ``maps`` may name several models' maps (``{name: location}``): each model's results then
+    go under ``output/<name>/`` and record ``name``. ``scheduler`` (``"local"`` or a Dask
+    scheduler address) runs everything on a Dask cluster in one sweep
+    (:func:`pimo.distributed.sweep`); None evaluates in this process.
 
     Returns
     -------
     list of (EvaluationResult, Path)
         Each result and the folder it was written to (models, then categories, in order).
     """
+    from pimo._io import check_output_folder
+    from pimo._outputs import EvaluationRun
     from pimo.data import open_dataset
     from pimo.evaluate import evaluate_dataset
 
     layout = open_dataset(dataset)
+    named = isinstance(maps, Mapping)
     models: dict[str | None, Path] = (
-        dict(maps) if isinstance(maps, Mapping) else {None: Path(maps)}
+        {name: Path(location) for name, location in maps.items()} if named
+        else {model_name: Path(maps)}
     )
-    plan = [
+    per_category = _category_folders(layout.name, output, categories, category)
+    plan = [  # (model, maps, category, folder)
         (model, location, category_name,
-         folder if model is None else output / model / folder.relative_to(output))
+         output / model / folder.relative_to(output) if named else folder)
         for model, location in models.items()
-        for category_name, folder in _category_folders(layout.name, output, categories, category)
+        for category_name, folder in per_category
     ]
+    for *_, folder in plan:  # a bad -o is refused before any work
+        check_output_folder(folder)
+    runs = {model: EvaluationRun.new([name or layout.categories()[0] for name, _ in per_category])
+            for model in models}
     options: dict[str, Any] = {
         "fpr_bounds": fpr_bounds, "resolution": resolution, "mask_threshold": mask_threshold,
         "skip_missing": skip_missing, "set_metrics": set_metrics, "workers": workers,
@@ -167,26 +229,31 @@ def run_evaluations(
     if scheduler is None:
         for model, location, category_name, _ in plan:
             label = "/".join(p for p in (model, category_name or layout.name) if p)
-            with RichProgress(label, enabled=not quiet) as progress:
+            with progress_for(label, quiet=quiet) as progress:
                 results.append(evaluate_dataset(layout, location, category=category_name,
                                                 progress=progress, **options))
     else:
         from pimo.distributed import sweep
 
-        names = {model: model or "maps" for model in models}
-        category_names = [name for name, _ in _category_folders(
-            layout.name, output, categories, category)]
-        with RichProgress(f"Dask {scheduler}", enabled=not quiet) as progress:
-            swept = sweep(dataset, {names[m]: location for m, location in models.items()},
-                          categories=category_names, scheduler=scheduler, progress=progress,
-                          **options)
+        keys = {model: model or "maps" for model in models}
+        with progress_for(f"Dask {scheduler}", quiet=quiet) as progress:
+            swept = sweep(dataset, {keys[m]: location for m, location in models.items()},
+                          categories=[name for name, _ in per_category], scheduler=scheduler,
+                          progress=progress, **options)
         for model, _, category_name, _ in plan:
-            by_category = swept[names[model]]
+            by_category = swept[keys[model]]
             results.append(by_category[category_name] if category_name is not None
                            else next(iter(by_category.values())))
     done = []
-    for result, (_, _, _, folder) in zip(results, plan, strict=True):
-        result.save(folder)
+    for result, (model, _, category_name, folder) in zip(results, plan, strict=True):
+        if model:
+            result = dataclasses.replace(result, model=model)
+        saved = result.save(folder, run=runs[model])
+        if saved.removed:
+            label = "/".join(p for p in (model, category_name or layout.name) if p)
+            names = ", ".join(path.relative_to(folder).as_posix() for path in saved.removed)
+            click.echo(f"{label}: removed {len(saved.removed)} file(s) of an earlier run from "
+                       f"{folder}, which this run did not rewrite: {names}", err=True)
         for problem in result.skipped:
             click.echo(f"skipped ({problem.kind}): {problem.message}", err=True)
         done.append((result, folder))
@@ -254,12 +321,15 @@ def parse_maps_options(values: Sequence[str]) -> Path | dict[str, Path]:
               help="Run on a Dask cluster: `local` starts one on this machine (a worker per "
                    "core), an address such as tcp://10.0.0.1:8786 uses a running one (the "
                    "workers must see the files at the same paths). Needs pimo[dask].")
+@click.option("--model-name", default=None, metavar="NAME",
+              help="The model's name, recorded in evaluation.json and used by `pimo report` "
+                   "(default: the maps folder's name).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
 def evaluate_command(
     dataset: str, category: str | None, categories: str | None, maps: tuple[str, ...],
     output: Path, fpr_bounds: tuple[float, float], resolution: str | None,
     mask_threshold: float | None, skip_missing: bool, no_set_metrics: bool, workers: int | None,
-    scheduler: str | None, quiet: bool,
+    scheduler: str | None, model_name: str | None, quiet: bool,
 ) -> int:
     """Score anomaly-map files against a dataset's masks: per-image AUPIMO, AUROC, AUPRO.
 
@@ -292,7 +362,7 @@ def evaluate_command(
         dataset, models, output, categories=selected, category=category,
         fpr_bounds=fpr_bounds, resolution=size, mask_threshold=mask_threshold,
         skip_missing=skip_missing, set_metrics=not no_set_metrics, workers=workers,
-        quiet=quiet, scheduler=scheduler,
+        quiet=quiet, model_name=model_name, scheduler=scheduler,
     )
     if size is not None:
         click.echo(FULL_RESOLUTION_NOTE.format(h=size[0], w=size[1]), err=True)
@@ -304,7 +374,8 @@ def evaluate_command(
                                done[position * per_model:(position + 1) * per_model]],
                               title=f"pimo evaluate: {name}")
         else:
-            print_summary([result for result, _ in done])
+            print_summary([result for result, _ in done],
+                          title=f"pimo evaluate: {done[0][0].model_name}")
         for result, folder in done:
             click.echo(f"{result.category}: results in {folder}")
     sys.stdout.flush()

@@ -14,6 +14,7 @@ palette indices.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = [
     "FileProblemError",
     "read_image_size",
     "read_mask",
+    "require_regular_file",
 ]
 
 MAX_LABELS = 16  # distinct non-zero values accepted in a label mask without a threshold
@@ -40,8 +42,69 @@ class FileProblemError(Exception):
         self.problem = problem
 
 
+def _file_type(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def require_regular_file(path: str | os.PathLike[str], kind: str, name: str) -> None:
+    """Raise a problem unless ``path`` is a regular file that can be opened for reading.
+
+    Checked before reading, so that a directory, a FIFO or a device in place of a file is
+    reported as ``unreadable-<kind>`` (reading a FIFO would block forever) and a file without
+    read permission as unreadable rather than missing.
+
+    Raises
+    ------
+    FileProblemError
+        ``missing-<kind>`` when nothing is at ``path``, ``unreadable-<kind>`` otherwise.
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as error:
+        raise FileProblemError(
+            Problem(f"missing-{kind}", name, f"the {kind} file {path} does not exist.")
+        ) from error
+    except OSError as error:
+        raise FileProblemError(
+            Problem(f"unreadable-{kind}", name,
+                    f"the {kind} file {path} cannot be read: {error.strerror or error}.")
+        ) from error
+    if not stat.S_ISREG(mode):
+        raise FileProblemError(
+            Problem(
+                f"unreadable-{kind}",
+                name,
+                f"the {kind} file {path} cannot be read: it is {_file_type(mode)}, not a regular "
+                f"file. Put the {kind} file itself there.",
+            )
+        )
+    if not os.access(path, os.R_OK):
+        raise _permission_problem(path, kind, name)
+
+
+def _permission_problem(path: Path, kind: str, name: str) -> FileProblemError:
+    return FileProblemError(
+        Problem(
+            f"unreadable-{kind}",
+            name,
+            f"the {kind} file {path} cannot be read: permission denied. Make it readable "
+            f"(e.g. chmod a+r {path}).",
+        )
+    )
+
+
 def _open_decoded(path: Path, kind: str, name: str) -> Image.Image:
     """Open and fully decode an image file, turning every failure into a problem."""
+    require_regular_file(path, kind, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -51,6 +114,8 @@ def _open_decoded(path: Path, kind: str, name: str) -> Image.Image:
         raise FileProblemError(
             Problem(f"missing-{kind}", name, f"the {kind} file {path} does not exist.")
         ) from error
+    except PermissionError as error:
+        raise _permission_problem(path, kind, name) from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise FileProblemError(
             Problem(
@@ -88,6 +153,7 @@ def read_image_size(
     if verify:
         with _open_decoded(path, "image", name) as image:
             return image.height, image.width
+    require_regular_file(path, "image", name)
     try:
         with Image.open(path) as image:
             return image.height, image.width
@@ -95,6 +161,8 @@ def read_image_size(
         raise FileProblemError(
             Problem("missing-image", name, f"the image file {path} does not exist.")
         ) from error
+    except PermissionError as error:
+        raise _permission_problem(path, "image", name) from error
     except (OSError, SyntaxError, ValueError) as error:
         raise FileProblemError(
             Problem(

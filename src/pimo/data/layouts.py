@@ -89,8 +89,13 @@ class Scan:
 
 
 def _is_image(path: Path) -> bool:
+    """Named like an image file; anything but a folder (a FIFO, a device) counts, to be read
+    and reported as unreadable rather than left out."""
     return (
-        path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+        path.suffix.lower() in IMAGE_EXTENSIONS
+        and not path.name.startswith(".")
+        and path.exists()
+        and not path.is_dir()
     )
 
 
@@ -119,7 +124,7 @@ def _find_mask(folder: Path, stem: str, suffixes: Iterable[str] = ("_mask", ""))
     for suffix in suffixes:
         for ext in (".png", ".PNG", ".bmp", ".tif", ".tiff", ".jpg", ".JPG", ".jpeg"):
             candidate = folder / f"{stem}{suffix}{ext}"
-            if candidate.is_file():
+            if candidate.exists():  # not only regular files: the reader reports the others
                 return candidate
     return None
 
@@ -317,7 +322,7 @@ class VisaCsvLayout(DatasetLayout):
                 continue
             relative = PurePosixPath(row["image"].replace("\\", "/")).as_posix()
             image = self.root / relative
-            if not image.is_file():
+            if not image.exists():
                 problems.append(
                     Problem(
                         "missing-image",
@@ -339,7 +344,7 @@ class VisaCsvLayout(DatasetLayout):
                 )
                 continue
             mask = self.root / row["mask"].replace("\\", "/")
-            if not mask.is_file():
+            if not mask.exists():
                 problems.append(
                     Problem(
                         "missing-mask",

@@ -49,7 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from pimo.data.images import FileProblemError
+from pimo._validate import integer_map_problem, tensor_to_numpy
+from pimo.data.images import FileProblemError, require_regular_file
 from pimo.data.problems import DatasetError, Problem
 
 __all__ = [
@@ -111,12 +112,7 @@ def _torch_load(path: Path, *, mmap: bool = False) -> Any:
 
 
 def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
-        return value.numpy()
-    return np.asarray(value)
+    return np.asarray(tensor_to_numpy(value))
 
 
 def as_2d_map(array: np.ndarray, name: str) -> np.ndarray:
@@ -144,6 +140,9 @@ def as_2d_map(array: np.ndarray, name: str) -> np.ndarray:
     if array.dtype.kind == "f" and array.dtype.itemsize < 4:
         array = array.astype(np.float32)
     elif array.dtype.kind in "iu":
+        problem = integer_map_problem(array, name)
+        if problem is not None:
+            raise FileProblemError(Problem("map-values", name, problem))
         array = array.astype(np.float64)
     return array
 
@@ -184,6 +183,7 @@ def read_map_file(path: str | os.PathLike[str], *, name: str | None = None) -> n
     path = Path(path)
     name = name or str(path)
     suffix = path.suffix.lower()
+    require_regular_file(path, "map", name)
     try:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
@@ -242,6 +242,10 @@ def read_map_file(path: str | os.PathLike[str], *, name: str | None = None) -> n
         raise FileProblemError(
             Problem("missing-map", name, f"the map file {path} does not exist.")
         ) from error
+    except PermissionError as error:
+        raise _unreadable(
+            name, f"permission denied. Make {path} readable (e.g. chmod a+r).",
+        ) from error
     except Exception as error:  # numpy, tifffile, zipfile and torch raise many types
         raise _unreadable(
             name, f"truncated or corrupt ({type(error).__name__}: {error})."
@@ -276,14 +280,38 @@ class MapFiles(MapSource):
         self.location = Path(folder)
 
     def entries(self) -> list[MapEntry]:
+        """Every file named like a map (anything but a folder named like one is read later).
+
+        Raises
+        ------
+        DatasetError
+            A folder of the tree cannot be listed (its maps would look missing).
+        """
         found = []
-        for dirpath, dirnames, filenames in os.walk(self.location):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in filenames:
+        unlisted: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(self.location, onerror=unlisted.append):
+            # a folder named like a map file stands where a map should be: kept as an entry,
+            # so that reading it reports it as unreadable instead of the map as missing
+            named_like_maps = [d for d in dirnames if d.lower().endswith(MAP_EXTENSIONS)]
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and d not in named_like_maps
+            )
+            for filename in [*filenames, *named_like_maps]:
                 if filename.startswith(".") or not filename.lower().endswith(MAP_EXTENSIONS):
                     continue
                 relative = (Path(dirpath) / filename).relative_to(self.location).as_posix()
                 found.append(MapEntry(relative, path_key(relative)))
+        if unlisted:
+            problems = [
+                Problem("unreadable-map", str(error.filename),
+                        f"the folder {error.filename} cannot be listed: "
+                        f"{error.strerror or error}. Make it readable (e.g. chmod a+rx).")
+                for error in unlisted
+            ]
+            raise DatasetError(
+                f"Cannot list the anomaly maps in {self.location}.", problems,
+                path=str(self.location),
+            )
         return sorted(found, key=lambda entry: entry.name)
 
     def load(self, entry: MapEntry) -> np.ndarray:

@@ -31,7 +31,7 @@ class Problem:
         A short identifier: ``missing-map``, ``orphan-map``, ``duplicate-map``, ``missing-mask``,
         ``orphan-mask``, ``missing-image``, ``unreadable-image``, ``unreadable-mask``,
         ``unreadable-map``, ``mask-size``, ``non-binary-mask``, ``non-finite-map``,
-        ``map-shape``.
+        ``map-shape``, ``map-values`` (integer scores beyond 2**53).
     path : str
         The file concerned (the image's path relative to the dataset root when the problem is
         about an image, the file's own path otherwise).

@@ -6,7 +6,8 @@ aupimos.json``), compares the models of each dataset with :mod:`pimo.stats` and 
 file: per dataset, the paper's table (ranks in parentheses), the pairwise confidence matrix,
 AUPIMO boxplots, the average-rank diagram and, when ``evaluation.json`` lets the maps be found
 again, the PIMO curves and heatmaps of the images selected by statistic for the best model;
-then a cross-dataset summary (paper, Table 5). Figures are embedded as PNG data URIs, CSS and
+then a cross-dataset summary (paper, Table 5). Figures are embedded as data URIs (charts as
+SVG, sharp at any zoom and in print; heatmaps as JPEG at twice their size on screen), CSS and
 JavaScript are inline: the file needs nothing else to be read.
 """
 
@@ -17,21 +18,23 @@ import html
 import io
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
 from matplotlib.figure import Figure
 
 from pimo import __version__
-from pimo._io import atomic_write_text
-from pimo._validate import PimoError, PimoValueError
-from pimo.results import load_aupimo
+from pimo._io import atomic_write_text, check_output_file
+from pimo._validate import PimoError, PimoValueError, PimoWarning
+from pimo.report._evaluation import EVALUATION_FILE, EvaluationRecord, find_evaluation
+from pimo.results import AupimoResult, load_aupimo
 from pimo.stats import (
     BenchmarkComparison,
     DatasetComparison,
@@ -41,7 +44,13 @@ from pimo.stats import (
     find_score_files,
 )
 
-__all__ = ["ReportSources", "build_report", "collect_sources", "figure_to_data_uri"]
+__all__ = [
+    "ReportSources",
+    "build_report",
+    "collect_sources",
+    "figure_to_data_uri",
+    "picture_to_data_uri",
+]
 
 REPORT_FILE = "report.html"
 
@@ -71,6 +80,25 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("aupro_05", "AUPRO 5%"),
 )
 
+#: Full names of abbreviated column headers, shown as a tooltip (title).
+_HEADER_TITLES: dict[str, str] = {
+    "Avg. rank": "Average image-wise rank of AUPIMO (1 = best)",
+    "Mean": "Mean AUPIMO over the anomalous images",
+    "Std": "Standard deviation of AUPIMO (population)",
+    "P33": "33rd percentile of AUPIMO",
+    "Median": "Median AUPIMO",
+    "Q1": "First quartile of AUPIMO",
+    "Q3": "Third quartile of AUPIMO",
+    "Min": "Lowest AUPIMO",
+    "Max": "Highest AUPIMO",
+    "AUROC": "Pixel-level AUROC (all pixels of all images)",
+    "AUPRO": "AUPRO up to FPR 30 %",
+    "AUPRO 5%": "AUPRO up to FPR 5 %",
+    "Mean AUPIMO": "Mean over the datasets of the mean AUPIMO",
+    "P33 AUPIMO": "Mean over the datasets of the 33rd percentile of AUPIMO",
+    "Datasets": "Number of datasets with scores of this model",
+}
+
 _STATISTIC_LABELS = {
     "mean": "Mean", "median": "Median", "q1": "Q1", "q3": "Q3", "p33": "P33",
     "min": "Min", "max": "Max", "whisker_low": "Low whisker", "whisker_high": "High whisker",
@@ -93,35 +121,60 @@ class ReportSources:
         Score files per dataset and model.
     notes : list of str
         Things to show at the top of the report (e.g. a folder without ``evaluation.json``).
+    moved : list of str
+        Files named in an ``evaluation.json`` (maps, images, masks) that no longer exist,
+        one message per model and dataset; they are also in :attr:`notes`.
     """
 
     tree: ScoreTree
     notes: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
 
 
-def _evaluation_dataset_key(folder: Path) -> str:
-    from pimo.report._evaluation import EVALUATION_FILE
-
-    record_path = folder / EVALUATION_FILE
-    if record_path.is_file():
-        try:
-            from pimo.report._evaluation import EvaluationRecord
-
-            return EvaluationRecord.load(record_path).dataset_key or folder.name
-        except PimoError:
-            return folder.name
-    return folder.name
+def _score_file_of(folder: Path) -> Path:
+    return folder / "aupimo" / "aupimos.json"
 
 
-def collect_sources(sources: Iterable[str | os.PathLike[str]]) -> ReportSources:
-    """Find the score files of each source.
+def _read_record(folder: Path) -> EvaluationRecord | None:
+    """The folder's ``evaluation.json``, or None when absent or unreadable."""
+    path = folder / EVALUATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return EvaluationRecord.load(path)
+    except PimoError:
+        return None
+
+
+def _dataset_folders(folder: Path) -> list[Path]:
+    """The ``<collection>/<dataset>`` folders of a model folder (``--categories all`` output)."""
+    return [score.parent.parent for score in sorted(folder.glob("*/*/aupimo/aupimos.json"))]
+
+
+def collect_sources(
+    sources: Iterable[str | os.PathLike[str]] = (),
+    models: Mapping[str, str | os.PathLike[str]] | None = None,
+) -> ReportSources:
+    """Find the score files of each source, and name their models and datasets.
 
     Parameters
     ----------
     sources : iterable of path
-        ``pimo evaluate`` output folders (holding ``aupimo/aupimos.json``; the model is named
-        after the folder, the dataset after ``evaluation.json``), or ``pimo compare`` roots in
-        the published layout.
+        Each one of
+
+        - a ``pimo evaluate`` output folder (holding ``aupimo/aupimos.json``), or its
+          ``aupimos.json``: the model is the one recorded in ``evaluation.json`` (``pimo
+          evaluate --model-name``, by default the maps folder's name), the dataset
+          ``<layout>/<category>`` from the same file;
+        - one model's folder of categories, ``<collection>/<dataset>/aupimo/aupimos.json``
+          (``pimo evaluate --categories all`` output): the model is the one its
+          ``evaluation.json`` files agree on, else the folder's name;
+        - a ``pimo compare`` root in the published layout
+          ``<model>/<collection>/<dataset>/aupimo/aupimos.json``: models named after their
+          folders.
+    models : mapping of str to path, optional
+        ``NAME -> PATH`` (``pimo report --model NAME=PATH``): an evaluate output folder (or
+        its ``aupimos.json``) or a model's folder of categories, reported as model ``NAME``.
 
     Returns
     -------
@@ -130,16 +183,18 @@ def collect_sources(sources: Iterable[str | os.PathLike[str]]) -> ReportSources:
     Raises
     ------
     PimoValueError
-        A source that does not exist or holds no score file, or one model given twice for the
-        same dataset.
+        A source that does not exist or holds no score file, or two sources with the same
+        model name for the same dataset (the message says to name them with ``--model``).
     """
     files: dict[str, dict[str, DatasetFiles]] = {}
     notes: list[str] = []
-    given = [Path(source) for source in sources]
+    moved: list[str] = []
+    given = [(None, Path(source)) for source in sources]
+    given += [(name, Path(path)) for name, path in (models or {}).items()]
     if not given:
         raise PimoValueError(
-            "No result to report on: give `pimo evaluate` output folders or a `pimo compare` "
-            "root."
+            "No result to report on: give `pimo evaluate` output folders, a `pimo compare` "
+            "root or --model NAME=PATH."
         )
 
     def add(dataset: str, model: str, entry: DatasetFiles, origin: Path) -> None:
@@ -147,46 +202,78 @@ def collect_sources(sources: Iterable[str | os.PathLike[str]]) -> ReportSources:
         if model in by_model:
             raise PimoValueError(
                 f"{origin}: model {model!r} already has scores for dataset {dataset!r} (from "
-                f"{by_model[model].aupimo}); rename one of the folders so every model has a "
-                "distinct name."
+                f"{by_model[model].aupimo}); give each model its own name with --model "
+                "NAME=PATH (or `pimo evaluate --model-name`)."
             )
         by_model[model] = entry
 
-    for path in given:
+    def add_evaluation(folder: Path, model: str | None, dataset: str | None,
+                       record: EvaluationRecord | None) -> None:
+        name = model or (record.model if record is not None else folder.resolve().name)
+        key = record.dataset_key if record is not None else (dataset or folder.name)
+        add(key, name, DatasetFiles.beside(_score_file_of(folder)), folder)
+        if record is None:
+            notes.append(
+                f"{folder}: no readable evaluation.json, so the anomaly maps cannot be found "
+                "again; PIMO curves and heatmaps are skipped for this folder."
+            )
+            return
+        missing = record.missing_files()
+        if missing:
+            moved.append(f"{name} on {key}: {missing}")
+
+    for model, path in given:
         if path.is_file() and path.name == "aupimos.json":
             path = path.parent.parent if path.parent.name == "aupimo" else path.parent
         if not path.exists():
             raise PimoValueError(
                 f"{path} does not exist; give a `pimo evaluate` output folder (with "
-                "aupimo/aupimos.json) or a `pimo compare` root."
+                "aupimo/aupimos.json), one model's folder of categories or a `pimo compare` "
+                "root."
             )
-        if (path / "aupimo" / "aupimos.json").is_file():
-            model = path.resolve().name
-            dataset = _evaluation_dataset_key(path)
-            add(dataset, model, DatasetFiles.beside(path / "aupimo" / "aupimos.json"), path)
-            if not (path / "evaluation.json").is_file():
-                notes.append(
-                    f"{path}: no evaluation.json, so the anomaly maps cannot be found again; "
-                    "PIMO curves and heatmaps are skipped for this folder."
-                )
+        if _score_file_of(path).is_file():
+            add_evaluation(path, model, None, _read_record(path))
             continue
         if not path.is_dir():
             raise PimoValueError(
                 f"{path} is neither a folder nor a score file; give a `pimo evaluate` output "
-                "folder or a `pimo compare` root."
+                "folder, one model's folder of categories or a `pimo compare` root."
+            )
+        dataset_folders = _dataset_folders(path)
+        if dataset_folders:  # one model's categories: <collection>/<dataset>/aupimo/...
+            records = [_read_record(folder) for folder in dataset_folders]
+            if model is None:
+                recorded = {record.model for record in records if record is not None}
+                only_one = len(recorded) == 1 and all(r is not None for r in records)
+                model = recorded.pop() if only_one else path.resolve().name
+            for folder, record in zip(dataset_folders, records, strict=True):
+                add_evaluation(folder, model, f"{folder.parent.name}/{folder.name}", record)
+            continue
+        if model is not None:
+            raise PimoValueError(
+                f"Model {model!r}: {path} holds neither aupimo/aupimos.json nor "
+                "<collection>/<dataset>/aupimo/aupimos.json; give a `pimo evaluate` output "
+                "folder or one model's folder of categories."
             )
         try:
             tree = find_score_files(path)
         except PimoError as error:
             raise PimoValueError(
-                f"{path} holds no score file: neither aupimo/aupimos.json nor "
+                f"{path} holds no score file: neither aupimo/aupimos.json, "
+                "<collection>/<dataset>/aupimo/aupimos.json nor "
                 f"<model>/<collection>/<dataset>/aupimo/aupimos.json ({error})."
             ) from error
         for dataset, by_model in tree.files.items():
-            for model, entry in by_model.items():
-                add(dataset, model, entry, path)
-    models = tuple(sorted({model for by_model in files.values() for model in by_model}))
-    return ReportSources(tree=ScoreTree(files=files, models=models), notes=notes)
+            for name, entry in by_model.items():
+                add(dataset, name, entry, path)
+                record_path = find_evaluation(entry.aupimo)
+                record = None if record_path is None else _read_record(record_path.parent)
+                missing = None if record is None else record.missing_files()
+                if missing:
+                    moved.append(f"{name} on {dataset}: {missing}")
+    names = tuple(sorted({model for by_model in files.values() for model in by_model}))
+    return ReportSources(tree=ScoreTree(files=files, models=names), notes=notes + moved,
+                         moved=moved)
 
 
 # =============================================================================================
@@ -194,19 +281,68 @@ def collect_sources(sources: Iterable[str | os.PathLike[str]]) -> ReportSources:
 # =============================================================================================
 
 
-def figure_to_data_uri(figure: Figure, *, dpi: int = 110) -> str:
-    """Render a figure to a ``data:image/png;base64,...`` URI and free it."""
+#: Metadata left out of SVG figures (no date: the same figure gives the same bytes).
+_SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
+
+
+def figure_to_data_uri(figure: Figure, *, dpi: int = 110, image_format: str = "svg") -> str:
+    """Render a figure to a data URI and free it.
+
+    Parameters
+    ----------
+    figure : Figure
+    dpi : int
+        Resolution of a PNG (SVG is vector: sharp at any zoom and in print).
+    image_format : {"svg", "png"}
+        ``data:image/svg+xml;base64,...`` (text as paths, no font or link needed) or
+        ``data:image/png;base64,...``.
+    """
+    if image_format not in ("svg", "png"):
+        raise PimoValueError(f"image_format must be 'svg' or 'png', got {image_format!r}.")
     buffer = io.BytesIO()
+    options = {"metadata": _SVG_METADATA} if image_format == "svg" else {"dpi": dpi}
     try:
-        figure.savefig(buffer, format="png", dpi=dpi, facecolor="white", bbox_inches="tight",
-                       pad_inches=0.1)
+        figure.savefig(buffer, format=image_format, facecolor="white", bbox_inches="tight",
+                       pad_inches=0.1, **options)
     finally:
         figure.clear()
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    mime = "image/svg+xml" if image_format == "svg" else "image/png"
+    return f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def picture_to_data_uri(picture: np.ndarray, *, max_width: int | None = None,
+                        image_format: str = "jpeg", quality: int = 92) -> str:
+    """A uint8 RGB picture as a data URI, downscaled (Lanczos) to ``max_width`` pixels.
+
+    JPEG (default; ``quality``, no chroma subsampling, so thin coloured lines stay clean) is
+    about a third of PNG's size for photographs; ``image_format="png"`` is lossless.
+    """
+    from PIL import Image
+
+    if image_format not in ("jpeg", "png"):
+        raise PimoValueError(f"image_format must be 'jpeg' or 'png', got {image_format!r}.")
+    image = Image.fromarray(picture)
+    if max_width is not None and image.width > max_width:
+        height = max(1, round(image.height * max_width / image.width))
+        image = image.resize((max_width, height), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    if image_format == "jpeg":
+        image.save(buffer, format="JPEG", quality=quality, subsampling=0)
+    else:
+        image.save(buffer, format="PNG", optimize=True)
+    return f"data:image/{image_format};base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _model_html(name: str) -> str:
+    """A model's name, escaped, allowed to wrap after ``_``, ``-`` and ``/``."""
+    escaped = _e(name)
+    for separator in ("_", "-", "/"):
+        escaped = escaped.replace(separator, separator + "<wbr>")
+    return escaped
 
 
 def _slug(name: str) -> str:
@@ -233,13 +369,20 @@ def _percent_cell(value: float | None, rank: int | None = None) -> str:
     return f'<td data-sort="{value:.6g}">{100 * value:.1f}{rank_text}</td>'
 
 
-def _header_row(headers: Sequence[str], *, first_text: bool = True) -> str:
+def _header_row(headers: Sequence[str | tuple[str, str]], *, first_text: bool = True) -> str:
+    """A sortable header row; a header is a text or ``(short text, full name)``.
+
+    The full name (or :data:`_HEADER_TITLES`' entry) is the header's tooltip, so short
+    headers keep wide tables inside the window.
+    """
     cells = []
     for index, header in enumerate(headers):
+        text, full = header if isinstance(header, tuple) else (header, _HEADER_TITLES.get(header))
         text_class = ' class="text"' if index == 0 and first_text else ""
+        title = f' title="{_e(full)}"' if full and full != text else ""
         cells.append(
-            f'<th scope="col"{text_class} aria-sort="none">'
-            f'<button type="button">{_e(header)}</button></th>'
+            f'<th scope="col"{text_class}{title} aria-sort="none">'
+            f'<button type="button">{_e(text)}</button></th>'
         )
     return "<thead><tr>" + "".join(cells) + "</tr></thead>"
 
@@ -258,7 +401,7 @@ def _dataset_table(dataset: str, comparison: DatasetComparison) -> str:
     rows = []
     for model in comparison.models:
         summary = comparison.summaries[model]
-        cells = [f'<th scope="row" class="text">{_e(model)}</th>']
+        cells = [f'<th scope="row" class="text">{_model_html(model)}</th>']
         for name, _ in columns:
             value = summary.figure(name)
             if name == "avg_rank":
@@ -289,8 +432,9 @@ def _confidence_table(dataset: str, comparison: DatasetComparison, level: float)
     confidence = comparison.confidence
     models = comparison.models
     rows = []
-    for model_a in models:
-        cells = [f'<th scope="row" class="text">{_e(model_a)}</th>']
+    for position, model_a in enumerate(models, start=1):
+        cells = [f'<th scope="row" class="text" data-sort="{position}">'
+                 f'<span class="position">{position}</span> {_model_html(model_a)}</th>']
         for model_b in models:
             if model_a == model_b:
                 cells.append('<td data-sort="">–</td>')
@@ -310,14 +454,16 @@ def _confidence_table(dataset: str, comparison: DatasetComparison, level: float)
     explanation = (
         f"Confidence (%, {test} test on the anomalous images) that the row model beats the "
         f"column model; cells under {100 * level:.0f} % are highlighted: that order is not "
-        "statistically established."
+        "statistically established. Columns are numbered like the rows (models by average "
+        "rank); hover a number for the model's name."
     )
     caption = f"{dataset}: pairwise confidence"
     return (
         f'<p class="note">{_e(explanation)}</p><div class="table-wrap">'
         f'<table class="sortable confidence" '
         f'id="confidence-{_anchor(dataset)}"><caption>{_e(caption)}</caption>'
-        + _header_row(["Row beats column", *models])
+        + _header_row(["Row beats column",
+                       *((str(position), model) for position, model in enumerate(models, 1))])
         + "<tbody>" + "".join(rows) + "</tbody></table></div>"
     )
 
@@ -330,7 +476,7 @@ def _summary_table(scope: str, summary: object) -> str:
     ranks = {name: summary.figure_ranks(name) for name, _ in columns}
     rows = []
     for model in summary.models:
-        cells = [f'<th scope="row" class="text">{_e(model)}</th>']
+        cells = [f'<th scope="row" class="text">{_model_html(model)}</th>']
         for name, _ in columns:
             value = summary.values[model].get(name)
             if name == "avg_rank" and value is not None:
@@ -394,69 +540,143 @@ def _comparison_figures(dataset: str, comparison: DatasetComparison, level: floa
     return '<div class="figures">' + "".join(parts) + "</div>"
 
 
-def _sample_figures(
-    dataset: str, comparison: DatasetComparison, files: DatasetFiles, model: str,
-    *, max_samples: int,
-) -> str:
-    from pimo.plots import format_sample_label, plot_heatmap, plot_pimo_curves
-    from pimo.report._evaluation import EvaluationRecord, find_evaluation
-
+def _open_evaluation(files: DatasetFiles, model: str) -> tuple[AupimoResult, EvaluationRecord]:
+    """A model's scores and evaluation record, checked to match (raises PimoError)."""
     record_path = find_evaluation(files.aupimo)
     if record_path is None:
-        return (
-            f'<p class="note warning">No evaluation.json beside {_e(files.aupimo)}: the anomaly '
-            f"maps of {_e(model)} cannot be found again, so PIMO curves and heatmaps are "
-            "skipped. Run <code>pimo evaluate</code> to get them.</p>"
+        raise PimoValueError(
+            f"no evaluation.json beside {files.aupimo}: the anomaly maps of {model} cannot be "
+            "found again (run `pimo evaluate` to get them)"
         )
+    result = load_aupimo(files.aupimo)
+    record = EvaluationRecord.load(record_path)
+    record.check_matches(result)
+    return result, record
+
+
+def _heatmap_width(num_models: int) -> int:
+    """Pixel width of each heatmap picture: twice its width on screen (sharp on 2x screens
+    and in print), the grid sharing about 950 CSS pixels between the models, 240 at most
+    each."""
+    return 2 * max(80, min(240, 950 // max(1, num_models)))
+
+
+def _heatmap_legend() -> str:
+    from pimo.plots import aupimo_colour_stops
+
+    blues, reds = aupimo_colour_stops()
+
+    def gradient(colours: Sequence[str]) -> str:
+        return f"background: linear-gradient(to right, {', '.join(colours)})"
+
+    return (
+        '<p class="note legend"><strong>Heatmap colours</strong> (each model with its own '
+        "thresholds): no colour: score under the threshold at shared FPR = U (the upper FPR "
+        f'bound); <span class="legend-swatch wide" style="{gradient(blues)}"></span> between '
+        "the thresholds at shared FPR = U and = L, darker = higher (the same scale for every "
+        f'image); <span class="legend-swatch wide" style="{gradient(reds)}"></span> at or '
+        "above the threshold at shared FPR = L, darker = higher up to the image's maximum; "
+        '<span class="legend-swatch contour"></span> white line: the ground-truth contour.</p>'
+    )
+
+
+def _sample_figures(
+    dataset: str, comparison: DatasetComparison, files: Mapping[str, DatasetFiles],
+    *, max_samples: int,
+) -> str:
+    """PIMO curves of the best model's selected images, then every model's heatmaps of them."""
+    from pimo.plots import compose_heatmap, format_sample_label, plot_pimo_curves
+
+    models = comparison.models
+    best = models[0]
+    selection = {
+        _STATISTIC_LABELS.get(sample.statistic, sample.statistic): sample.image_index
+        for sample in comparison.samples(best)[:max_samples]
+    }
+    parts: list[str] = []
     try:
-        result = load_aupimo(files.aupimo)
-        record = EvaluationRecord.load(record_path)
-        record.check_matches(result)
-        samples = comparison.samples(model)[:max_samples]
-        selection = {
-            _STATISTIC_LABELS.get(sample.statistic, sample.statistic): sample.image_index
-            for sample in samples
-        }
+        result, record = _open_evaluation(files[best], best)
         source = record.open_maps()
         try:
             curves = record.curves_for(source, result, list(selection.values()))
-            loaded = [(label, record.load_sample(source, index))
-                      for label, index in selection.items()]
         finally:
             source.close()
     except PimoError as error:
-        return (
-            f'<p class="note warning">PIMO curves and heatmaps of {_e(model)} are skipped: '
-            f"{_e(error)}</p>"
-        )
-    curve_figure = plot_pimo_curves(
-        curves, result, selection=selection, title=f"{dataset}: {model}"
-    )
-    parts = [_figure_html(
-        curve_figure,
-        alt=f"PIMO curves (TPR against shared FPR, log scale) of {len(selection)} images of "
-        f"{dataset} selected by statistic for {model}.",
-        caption="PIMO curves of the images selected by statistic (shaded: integration range).",
-    )]
-    heatmaps = []
-    for label, sample in loaded:
-        aupimo = float(result.aupimos[sample.index])
-        figure = plot_heatmap(
-            sample.image, sample.anomaly_map, sample.mask, result.thresh_bounds,
-            statistic=label, aupimo=aupimo, image_index=sample.index,
-        )
-        text = format_sample_label(label, aupimo, sample.index)
-        heatmaps.append(_figure_html(
+        text = str(error)
+        parts.append(f'<p class="note warning">{_e(text[:1].upper() + text[1:])}; PIMO '
+                     "curves are skipped.</p>")
+    else:
+        figure = plot_pimo_curves(curves, result, selection=selection,
+                                  title=f"{dataset}: {best}")
+        parts.append('<div class="figures">' + _figure_html(
             figure,
-            alt=f"Heatmap of {sample.path} ({text}) for {model}: image with the anomaly map "
-            "in the AUPIMO colour scheme and the ground-truth contour.",
-            caption=f"{text} — {sample.path}",
-        ))
-    return (
-        '<div class="figures">' + "".join(parts) + "</div>"
-        + f"<h4>Heatmaps ({_e(model)})</h4>"
-        + '<div class="heatmaps">' + "".join(heatmaps) + "</div>"
+            alt=f"PIMO curves (TPR against shared FPR, log scale) of {len(selection)} images of "
+            f"{dataset} selected by statistic for {best}.",
+            caption=f"PIMO curves of the images selected by statistic for {best} (shaded: "
+            "integration range).",
+        ) + "</div>")
+
+    # every model's heatmaps of the same images: one column per model, best first
+    width = _heatmap_width(len(models))
+    cells: dict[str, list[str]] = {}
+    unavailable: list[str] = []
+    for model in models:
+        try:
+            result, record = _open_evaluation(files[model], model)
+            source = record.open_maps()
+            try:
+                samples = [record.load_sample(source, index) for index in selection.values()]
+            finally:
+                source.close()
+        except PimoError as error:
+            reason = f"{model}: {error}"
+            cells[model] = [
+                f'<div class="cell missing" title="{_e(reason)}">not available</div>'
+            ] * len(selection)
+            unavailable.append(f'<p class="note warning">Heatmaps of {_e(reason)}</p>')
+            continue
+        column = []
+        for label, sample in zip(selection, samples, strict=True):
+            native_width = sample.mask.shape[1]
+            picture = compose_heatmap(
+                sample.image, sample.anomaly_map, sample.mask, result.thresh_bounds,
+                contour_width=max(2, round(3 * native_width / width)),
+            )
+            aupimo = float(result.aupimos[sample.index])
+            text = format_sample_label(label, aupimo, sample.index)
+            alt = (f"Heatmap of {sample.path} ({text}) for {model}: image with the anomaly "
+                   "map in the AUPIMO colour scheme and the ground-truth contour.")
+            uri = picture_to_data_uri(picture, max_width=width)
+            # smaller than its place on screen: enlarged with visible pixels, as in imshow
+            pixelated = ' class="pixelated"' if 2 * native_width < width else ""
+            column.append(
+                f'<figure class="cell"><img src="{uri}"{pixelated} alt="{_e(alt)}">'
+                f"<figcaption>{100 * aupimo:.1f} %</figcaption></figure>"
+            )
+        cells[model] = column
+    if len(unavailable) == len(models):  # nothing to draw: the note above says why
+        return "".join(parts)
+    paths = comparison.aligned.paths
+    header = ['<div class="corner">Image</div>'] + [
+        f'<div class="model" title="{_e(model)}">{_model_html(model)}</div>' for model in models
+    ]
+    rows = []
+    for row, (label, index) in enumerate(selection.items()):
+        path = paths[index] if paths else ""
+        rows.append(
+            f'<div class="image" title="{_e(path)}"><strong>{_e(label)}</strong> '
+            f"({index:03d})<br><span>{_e(path)}</span></div>"
+            + "".join(cells[model][row] for model in models)
+        )
+    parts.append(f"<h4>Heatmaps of every model ({len(selection)} images selected by "
+                 f"{_e(best)}'s AUPIMO statistics)</h4>")
+    parts.extend(unavailable)
+    parts.append(_heatmap_legend())
+    parts.append(
+        f'<div class="table-wrap"><div class="heatmap-grid" style="--models: {len(models)}">'
+        + "".join(header) + "".join(rows) + "</div></div>"
     )
+    return "".join(parts)
 
 
 # =============================================================================================
@@ -499,21 +719,26 @@ def build_report(
     sources: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
+    models: Mapping[str, str | os.PathLike[str]] | None = None,
     title: str = "AUPIMO report",
     test: str = "wilcoxon",
     level: float = 0.95,
     max_samples: int = 8,
     curves: bool = True,
     analysis: Iterable[str | os.PathLike[str]] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the HTML report of some results.
 
     Parameters
     ----------
     sources : path or iterable of paths
-        ``pimo evaluate`` output folders and/or ``pimo compare`` roots (published layout).
+        ``pimo evaluate`` output folders, models' folders of categories and/or ``pimo
+        compare`` roots (published layout), see :func:`collect_sources`.
     output : path
         The HTML file, or a folder (then ``report.html`` in it; created when missing).
+    models : mapping of str to path, optional
+        More sources with their model's name (``pimo report --model NAME=PATH``).
     title : str
         The report's title.
     test : {"wilcoxon", "ttest"}
@@ -526,16 +751,27 @@ def build_report(
         False: skip the PIMO curves and heatmaps (faster).
     analysis : iterable of paths
         ``pimo analyze`` output folders, added as "Analyses" pages.
+    progress : callable, optional
+        Called with one line per dataset as its section is drawn (e.g.
+        ``"mvtec/bottle (2/15)"``), for logs.
 
     Returns
     -------
     Path
         The file written.
+
+    Warns
+    -----
+    PimoWarning
+        For each model and dataset whose maps, images or masks named in ``evaluation.json``
+        no longer exist (their heatmaps are skipped; the report says so too).
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
-    collected = collect_sources(sources)
-    target = _resolve_output(output)
+    target = check_output_file(_resolve_output(output), "report")
+    collected = collect_sources(sources, models)
+    for message in collected.moved:
+        warnings.warn(message, PimoWarning, stacklevel=2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         benchmark = compare_score_tree(collected.tree, test=test)  # type: ignore[arg-type]
@@ -543,7 +779,7 @@ def build_report(
                                      if str(w.message) not in benchmark.notes]
     notes += list(benchmark.notes)
     content, nav = _pages(benchmark, collected.tree, level=level, max_samples=max_samples,
-                          curves=curves, notes=notes)
+                          curves=curves, notes=notes, progress=progress)
     if analysis:
         from pimo.report._analysis import analysis_pages
 
@@ -552,13 +788,12 @@ def build_report(
     subtitle = (
         f"{len(benchmark.datasets)} dataset(s), {len(collected.tree.models)} model(s)"
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(target, _render(title, subtitle, nav, content))
 
 
 def _pages(
     benchmark: BenchmarkComparison, tree: ScoreTree, *, level: float, max_samples: int,
-    curves: bool, notes: Sequence[str],
+    curves: bool, notes: Sequence[str], progress: Callable[[str], None] | None = None,
 ) -> tuple[str, str]:
     sections: list[str] = []
     summary_parts = ['<section class="page" id="summary"><h2>Summary across datasets</h2>']
@@ -574,7 +809,9 @@ def _pages(
     sections.append("".join(summary_parts))
 
     groups: dict[str, list[str]] = {}
-    for dataset, comparison in benchmark.datasets.items():
+    for position, (dataset, comparison) in enumerate(benchmark.datasets.items(), start=1):
+        if progress is not None:
+            progress(f"{dataset} ({position}/{len(benchmark.datasets)})")
         groups.setdefault(dataset.split("/", 1)[0] if "/" in dataset else "", []).append(dataset)
         anchor = _anchor(dataset)
         parts = [f'<section class="page dataset" id="{anchor}"><h2>{_e(dataset)}</h2>']
@@ -591,10 +828,11 @@ def _pages(
         parts.append("<h3>Figures</h3>")
         parts.append(_comparison_figures(dataset, comparison, level))
         best = comparison.models[0]
-        parts.append(f"<h3>Selected images of the best model ({_e(best)})</h3>")
+        parts.append(f"<h3>Selected images (by the statistics of the best model, "
+                     f"{_e(best)})</h3>")
         if curves:
             parts.append(_sample_figures(
-                dataset, comparison, tree.files[dataset][best], best, max_samples=max_samples
+                dataset, comparison, tree.files[dataset], max_samples=max_samples
             ))
         else:
             parts.append('<p class="note">PIMO curves and heatmaps were not requested.</p>')

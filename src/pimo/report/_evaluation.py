@@ -18,15 +18,16 @@ import numpy as np
 from PIL import Image
 
 from pimo._io import read_json
+from pimo._outputs import EVALUATION_FILE, evaluation_folder
 from pimo._validate import PimoValueError
 from pimo.data.images import FileProblemError, read_mask
 from pimo.data.maps import MapEntry, MapSource, open_maps, path_key
 from pimo.data.resize import resize_bilinear, resize_nearest
+from pimo.evaluate import default_model_name
 from pimo.results import AupimoResult, PimoCurves
 
 __all__ = ["EVALUATION_FILE", "EvaluationRecord", "Sample", "find_evaluation"]
 
-EVALUATION_FILE = "evaluation.json"
 
 
 class EvaluationDataError(PimoValueError):
@@ -59,9 +60,7 @@ class Sample:
 
 def find_evaluation(score_file: str | os.PathLike[str]) -> Path | None:
     """The ``evaluation.json`` of a score file (``<folder>/aupimo/aupimos.json``), if any."""
-    path = Path(score_file)
-    folder = path.parent.parent if path.parent.name == "aupimo" else path.parent
-    candidate = folder / EVALUATION_FILE
+    candidate = evaluation_folder(score_file) / EVALUATION_FILE
     return candidate if candidate.is_file() else None
 
 
@@ -84,6 +83,8 @@ class EvaluationRecord:
     images : list of dict
         Per image, in score order: ``path``, ``mask``, ``map``, ``map_row``, ``anomalous``,
         ``size``.
+    model : str
+        The model's name (records without one: the maps folder's name).
     """
 
     path: Path
@@ -94,6 +95,7 @@ class EvaluationRecord:
     resolution: tuple[int, int] | None
     mask_threshold: float | None
     images: list[dict[str, Any]]
+    model: str = ""
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EvaluationRecord:
@@ -103,16 +105,19 @@ class EvaluationRecord:
             payload = read_json(path)
             dataset = payload["dataset"]
             resolution = payload.get("resolution", "full")
+            maps_location = Path(payload["maps"]["location"])
+            category = str(dataset.get("category", ""))
             return cls(
                 path=path,
                 dataset_root=Path(dataset["root"]),
                 layout=str(dataset.get("layout", "")),
-                category=str(dataset.get("category", "")),
-                maps_location=Path(payload["maps"]["location"]),
+                category=category,
+                maps_location=maps_location,
                 resolution=None if resolution in (None, "full")
                 else (int(resolution[0]), int(resolution[1])),
                 mask_threshold=payload.get("mask_threshold"),
                 images=list(payload["images"]),
+                model=str(payload.get("model") or default_model_name(maps_location, category)),
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
             raise EvaluationDataError(
@@ -172,6 +177,36 @@ class EvaluationRecord:
             + ", ".join(str(self.images[i]["path"]) for i in matches[:4])
             + "); give a longer path or the index."
         )
+
+    def missing_files(self) -> str | None:
+        """Which of the files this record names no longer exist, in one sentence, or None.
+
+        Checks the maps (folder or stacked file, and each map file of a folder), the dataset
+        root, and each image and mask: the files the PIMO curves and heatmaps are drawn from.
+        Only existence is checked (no file is read).
+        """
+        where = f"named in {self.path}"
+        fix = "move them back, or run `pimo evaluate` again with their new location"
+        if not self.maps_location.exists():
+            return f"the anomaly maps {self.maps_location} ({where}) no longer exist; {fix}."
+        if not self.dataset_root.is_dir():
+            return f"the dataset {self.dataset_root} ({where}) no longer exists; {fix}."
+        gone: dict[str, list[str]] = {"map": [], "image": [], "mask": []}
+        maps_folder = self.maps_location if self.maps_location.is_dir() else None
+        for record in self.images:
+            if maps_folder is not None and not (maps_folder / str(record["map"])).is_file():
+                gone["map"].append(str(maps_folder / str(record["map"])))
+            if not (self.dataset_root / str(record["path"])).is_file():
+                gone["image"].append(str(self.dataset_root / str(record["path"])))
+            if record.get("mask") and not (self.dataset_root / str(record["mask"])).is_file():
+                gone["mask"].append(str(self.dataset_root / str(record["mask"])))
+        parts = [
+            f"{len(paths)} of the {len(self.images)} {kind} files (e.g. {paths[0]})"
+            for kind, paths in gone.items() if paths
+        ]
+        if not parts:
+            return None
+        return f"{' and '.join(parts)} {where} no longer exist; {fix}."
 
     # -- loading -----------------------------------------------------------------------------
     def open_maps(self) -> MapSource:

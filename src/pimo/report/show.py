@@ -6,7 +6,7 @@ import io
 import os
 from pathlib import Path
 
-from pimo._io import atomic_write_bytes
+from pimo._io import atomic_write_bytes, check_output_file
 from pimo._validate import PimoValueError
 from pimo.report._evaluation import EVALUATION_FILE, EvaluationRecord
 from pimo.results import load_aupimo
@@ -22,6 +22,9 @@ def render_image_diagnosis(
     dpi: int = 120,
 ) -> Path:
     """Write the PNG of one image's PIMO curve next to its heatmap.
+
+    For a normal image (no PIMO curve) its false positives at the thresholds of the two FPR
+    bounds are drawn instead of the curve (:func:`pimo.plots.plot_bound_false_positives`).
 
     Parameters
     ----------
@@ -48,6 +51,8 @@ def render_image_diagnosis(
     from pimo.plots import plot_image_diagnosis
 
     folder = Path(evaluation)
+    if output is not None:
+        check_output_file(output, "figure")
     score_file = folder / "aupimo" / "aupimos.json"
     record_file = folder / EVALUATION_FILE
     for needed in (score_file, record_file):
@@ -61,8 +66,9 @@ def render_image_diagnosis(
     record.check_matches(result)
     index = record.index_of(str(image))
     source = record.open_maps()
-    try:
-        curves = record.curves_for(source, result, [index])
+    normal = result.image_classes[index] != 1
+    try:  # a normal image has no PIMO curve: its false positives at the bounds are drawn
+        curves = None if normal else record.curves_for(source, result, [index])
         sample = record.load_sample(source, index)
     finally:
         source.close()
@@ -77,5 +83,4 @@ def render_image_diagnosis(
     target = Path(output) if output is not None else folder / f"show-{index:03d}.png"
     if target.suffix.lower() != ".png":
         raise PimoValueError(f"{target}: `pimo show` writes a PNG; give a name ending in .png.")
-    target.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(target, buffer.getvalue())

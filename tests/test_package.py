@@ -1,0 +1,38 @@
+"""The package namespace: lazily imported sub-modules, and a light ``import pimo``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import pimo
+
+
+def test_submodules_are_attributes() -> None:
+    from pimo import plots, stats, streaming
+
+    assert pimo.stats is stats and pimo.streaming is streaming and pimo.plots is plots
+    assert pimo.streaming.AupimoStream is streaming.AupimoStream
+    assert {"plots", "stats", "streaming"} <= set(dir(pimo))
+
+
+def test_unknown_attribute_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        pimo.nothing_here  # noqa: B018
+    assert not hasattr(pimo, "report_of_everything")
+
+
+def test_import_pimo_does_not_import_matplotlib_until_plots_is_used() -> None:
+    code = (
+        "import json, sys; import pimo; before = 'matplotlib' in sys.modules; "
+        "stats = 'pimo.stats' in sys.modules; pimo.plots; "
+        "print(json.dumps([before, stats, 'matplotlib' in sys.modules]))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               check=True)
+    before, stats_loaded, after = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert before is False and stats_loaded is False
+    assert after is True
