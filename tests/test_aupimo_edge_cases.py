@@ -102,3 +102,24 @@ def test_grid_with_duplicate_float32_thresholds():
     result = pimo.aupimo(maps, masks, fpr_bounds=bounds, num_thresholds=50_000)
     np.testing.assert_allclose(result.aupimos, expected, atol=1e-12)
     assert result.thresh_bounds == thresh_bounds
+
+
+def test_bounds_falling_exactly_on_curve_points():
+    """F_sh = count / (n0 * M) exactly: U = 1e-4 falls on the 75th highest normal score.
+
+    With 3 normal images of 500x500 pixels, F_sh at the 75th highest normal score is
+    75 / 750,000 = 1e-4 (a float sum of 1/M steps gives 9.999999999999984e-05 and moves the
+    bound one point too far out).
+    """
+    side, num_normal = 500, 3
+    num_pixels = side * side
+    scores = np.random.default_rng(0).permutation(num_normal * num_pixels).astype(np.float64)
+    normal = scores.reshape(num_normal, side, side)
+    anomalous = np.arange(num_pixels, dtype=np.float64).reshape(1, side, side)
+    masks = np.zeros((num_normal + 1, side, side), bool)
+    masks[-1, :5] = True
+    result = pimo.aupimo(np.concatenate([normal, anomalous]), masks)
+    top = num_normal * num_pixels - 1
+    # F_sh(top - 74) = 75 / 750,000 = U; F_sh(top - 6) = 7 / 750,000 <= L < F_sh(top - 7)
+    assert result.thresh_bounds == (float(top - 74), float(top - 6))
+    assert result.num_thresholds == 69

@@ -36,20 +36,28 @@ def test_stream_equals_in_memory(bounds):
     assert result.paths == [f"img/{i}.png" for i in range(len(maps))]
 
 
-def test_stream_with_ties_and_pruning(monkeypatch):
-    """Force frequent merges so the pruning path runs on integer-valued (tied) scores."""
-    monkeypatch.setattr("pimo.streaming._MERGE_EVERY", 50)
+def test_stream_with_ties_and_cut_tails():
+    """Integer-valued (tied) scores, tails cut below the image size: still exact, small."""
     rng = np.random.default_rng(4)
     maps = rng.integers(0, 5000, size=(12, 60, 60)).astype(np.float32)
     masks = np.zeros(maps.shape, bool)
     masks[6:, 20:40, 20:40] = True
     maps[6:, 20:40, 20:40] += rng.integers(0, 3000, size=(6, 20, 20))
-    bounds = (1e-3, 1e-2)
+    bounds = (1e-3, 2e-3)
     expected = pimo.aupimo(maps, masks, fpr_bounds=bounds).aupimos
     stream = feed(maps, masks, fpr_bounds=bounds)
     np.testing.assert_allclose(stream.result().aupimos, expected, atol=1e-12)
-    # the summary holds about n0 * U * M scores, not the images
-    assert stream._values.size < 3 * 6 * 1e-2 * 3600 + 100
+    # each normal image keeps about 64 * U * M scores (ties completed), not its 3600 pixels
+    assert stream._normal.state_dict()["values"].size < 6 * (64 * 2e-3 * 3600 + 50)
+
+
+def test_stream_refuses_a_normal_mask_of_another_shape():
+    maps, _ = pimo.make_example(2, 2, (64, 64), seed=0)
+    stream = AupimoStream(2)
+    with pytest.raises(pimo.ShapeMismatchError, match=r"image 7 .*\(64, 64\).*\(64, 60\)"):
+        stream.add_normal(7, maps[0], np.zeros((64, 60), bool), path="good/007.png")
+    with pytest.raises(pimo.PimoValueError, match="add it with add_anomalous"):
+        stream.add_normal(8, maps[0], np.ones((64, 64), bool))
 
 
 def test_stream_errors():

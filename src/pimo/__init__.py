@@ -1,6 +1,7 @@
 """pimo: exact, fast evaluation of anomaly localization.
 
-The public API. Per-image metrics: :func:`aupimo`, :func:`auimo`, :func:`pimo_curves`; score
+The public API. Per-image metrics: :func:`aupimo`, :func:`auimo`, :func:`pimo_curves`, and
+:class:`AupimoAccumulator` for batches in any order; score
 files: :func:`load_aupimo` and :meth:`AupimoResult.save`.
 
 The sub-modules :mod:`pimo.stats` (model comparison), :mod:`pimo.streaming` (one image at a
@@ -22,6 +23,7 @@ from pimo._validate import (
     ConstantNormalMapsError,
     EmptyInputError,
     FprBoundsError,
+    IncompleteSummaryError,
     MaskValueError,
     NoAnomalousImageError,
     NonFiniteScoreError,
@@ -35,6 +37,7 @@ from pimo._validate import (
     ShapeMismatchError,
     UnreachableFprError,
 )
+from pimo.accumulate import AupimoAccumulator
 from pimo.data.problems import DatasetError
 from pimo.evaluate import EvaluationResult, evaluate_dataset
 from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
@@ -66,12 +69,14 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AuimoResult",
+    "AupimoAccumulator",
     "AupimoResult",
     "ConstantNormalMapsError",
     "DatasetError",
     "EmptyInputError",
     "EvaluationResult",
     "FprBoundsError",
+    "IncompleteSummaryError",
     "IntegrationRange",
     "MaskValueError",
     "NoAnomalousImageError",

@@ -20,6 +20,7 @@ __all__ = [
     "EmptyInputError",
     "FprBoundsError",
     "ImageSet",
+    "IncompleteSummaryError",
     "MaskValueError",
     "NoAnomalousImageError",
     "NoNormalImageError",
@@ -36,6 +37,7 @@ __all__ = [
     "describe_image",
     "integer_map_problem",
     "pixel_position",
+    "require_both_classes",
     "tensor_to_numpy",
     "validate_fpr_bounds",
     "validate_num_thresholds",
@@ -98,6 +100,10 @@ class UnreachableFprError(PimoValueError):
 
 class ConstantNormalMapsError(UnreachableFprError):
     """Every normal image's anomaly map is constant, so the shared FPR only takes 0 and 1."""
+
+
+class IncompleteSummaryError(PimoValueError):
+    """An accumulator's retained top scores do not cover the shared-FPR range to integrate."""
 
 
 class ScoreFileError(PimoValueError):
@@ -261,18 +267,27 @@ class ImageSet:
 
     def require_both_classes(self) -> None:
         """Raise if the set lacks normal or anomalous images."""
-        if not np.any(self.mask_counts == 0):
-            raise NoNormalImageError(
-                f"None of the {self.num_images} images is normal (every mask has an anomalous "
-                "pixel). The shared FPR is measured on normal images only: add images whose "
-                "mask is all zeros (e.g. MVTec AD's 'good' test images)."
-            )
-        if not np.any(self.mask_counts > 0):
-            raise NoAnomalousImageError(
-                f"All {self.num_images} images are normal (every mask is all zeros), so there "
-                "is nothing to score. Add anomalous images with their ground-truth masks; check "
-                "that the masks were loaded (a mask that failed to load often reads as zeros)."
-            )
+        require_both_classes(self.mask_counts)
+
+
+def require_both_classes(mask_counts: np.ndarray) -> None:
+    """Raise :class:`NoNormalImageError` / :class:`NoAnomalousImageError` for a one-class set.
+
+    ``mask_counts`` holds the anomalous pixels of each image (0 = normal image).
+    """
+    num_images = int(mask_counts.shape[0])
+    if not np.any(mask_counts == 0):
+        raise NoNormalImageError(
+            f"None of the {num_images} images is normal (every mask has an anomalous "
+            "pixel). The shared FPR is measured on normal images only: add images whose "
+            "mask is all zeros (e.g. MVTec AD's 'good' test images)."
+        )
+    if not np.any(mask_counts > 0):
+        raise NoAnomalousImageError(
+            f"All {num_images} images are normal (every mask is all zeros), so there "
+            "is nothing to score. Add anomalous images with their ground-truth masks; check "
+            "that the masks were loaded (a mask that failed to load often reads as zeros)."
+        )
 
 
 def tensor_to_numpy(value: Any) -> Any:

@@ -164,41 +164,39 @@ class SharedFprCurve:
 
         Notes
         -----
-        :math:`F_{sh}(v) = \frac{1}{|Y_0|}\sum_j |\{p : a_j[p] \ge v\}| / M_j` is exact for every
-        ``v >= max_j cut_j``; callers guarantee that the tails cover the range they need.
+        The shared FPR is computed from integer counts: with the normal images grouped by
+        pixel count :math:`M_g` and :math:`c_g(v)` the number of their scores ``>= v``,
+
+        .. math::
+
+            F_{sh}(v) = \sum_g \frac{c_g(v)}{|Y_0| \, M_g},
+
+        one correctly rounded division when every image has the same size, so ``F_sh`` equals
+        a bound such as ``1e-4`` exactly where the definition says so (a float sum of
+        ``1/M`` steps would not). Exact for every ``v >= max_j cut_j``; callers guarantee
+        that the tails cover the range they need.
         """
+        tail_counts = np.asarray(tail_counts, dtype=np.int64)
+        num_pixels = np.asarray(num_pixels, dtype=np.int64)
         num_normal = int(tail_counts.shape[0])
-        weights = np.repeat(1.0 / num_pixels.astype(np.float64), tail_counts)
-        return cls.from_weighted_values(
-            tail_values, weights, num_normal=num_normal,
-            max_normal_pixels=int(num_pixels.max()), complete=complete,
-        )
-
-    @classmethod
-    def from_weighted_values(
-        cls,
-        values: np.ndarray,
-        weights: np.ndarray,
-        *,
-        num_normal: int,
-        max_normal_pixels: int,
-        complete: bool,
-    ) -> SharedFprCurve:
-        r"""Build the curve from normal scores, each weighing ``1 / M_j`` of its image.
-
-        :math:`F_{sh}(v) = \frac{1}{|Y_0|} \sum_{\text{scores } s \ge v} w_s`.
-        """
-        distinct, inverse = np.unique(np.asarray(values, dtype=np.float64), return_inverse=True)
-        weight_per_value = np.bincount(inverse, weights=weights, minlength=distinct.shape[0])
-        thresholds = distinct[::-1].copy()
-        shared_fpr = np.cumsum(weight_per_value[::-1]) / num_normal
-        if complete and shared_fpr.shape[0]:
+        distinct, inverse = np.unique(np.asarray(tail_values, dtype=np.float64),
+                                      return_inverse=True)
+        num_distinct = distinct.shape[0]
+        sizes, group_of_image = np.unique(num_pixels, return_inverse=True)
+        group_of_value = np.repeat(group_of_image, tail_counts)
+        shared_fpr = np.zeros(num_distinct, dtype=np.float64)
+        for group, size in enumerate(sizes.tolist()):
+            in_group = group_of_value == group
+            counts = np.bincount(inverse[in_group], minlength=num_distinct)[::-1]
+            at_least = np.cumsum(counts)  # scores >= each threshold, descending thresholds
+            shared_fpr += at_least / float(num_normal * size)
+        if complete and num_distinct:
             shared_fpr[-1] = 1.0  # every normal pixel is counted: exactly 1, not 1 - 1e-16
         return cls(
-            thresholds=thresholds,
+            thresholds=distinct[::-1].copy(),
             shared_fpr=shared_fpr,
             num_normal=num_normal,
-            max_normal_pixels=max_normal_pixels,
+            max_normal_pixels=int(num_pixels.max()) if num_normal else 0,
             complete=complete,
         )
 
@@ -290,15 +288,32 @@ def _constant_normal_check(image_set: ImageSet, normal: np.ndarray) -> None:
     """Raise :class:`ConstantNormalMapsError` if every normal map is constant."""
     minima, maxima, _ = _pimo_kernels.normal_min_max(image_set.maps_flat, image_set.offsets,
                                                      normal)
+    raise_if_constant_normal_maps(minima, maxima)
+
+
+def raise_if_constant_normal_maps(minima: np.ndarray, maxima: np.ndarray) -> None:
+    """Raise :class:`ConstantNormalMapsError` if every normal map's minimum equals its maximum.
+
+    Parameters
+    ----------
+    minima, maxima : ndarray, shape (n_normal,)
+        The smallest and largest score of each normal image.
+    """
     if np.all(minima == maxima):
         values = np.unique(minima)
         raise ConstantNormalMapsError(
-            f"All {normal.shape[0]} normal images have constant anomaly maps (values "
+            f"All {minima.shape[0]} normal images have constant anomaly maps (values "
             f"{', '.join(f'{v:g}' for v in values[:5])}), so the shared FPR only takes the "
             "values 0 and 1 and there is no threshold inside the FPR range. Check that the "
             "maps were produced by the model (not placeholders) and that they were not "
             "quantised or clipped to a constant."
         )
+
+
+def normalised_scores(areas: np.ndarray, fpr_bounds: tuple[float, float]) -> np.ndarray:
+    r"""Turn un-normalised areas into scores: :math:`\min(\max(A / \log(U/L), 0), 1)`."""
+    normaliser = math.log(fpr_bounds[1]) - math.log(fpr_bounds[0])
+    return np.minimum(np.maximum(areas / normaliser, 0.0), 1.0)
 
 
 def _select_normal_tail(image_set: ImageSet, normal: np.ndarray, fpr_target: float
@@ -390,13 +405,12 @@ def _exact_scores(image_set: ImageSet, fpr_bounds: tuple[float, float], *, with_
     curve = _shared_fpr_curve(image_set, fpr_bounds[1])
     integration = _integration_range(image_set, curve, fpr_bounds)
     tpr_areas, iou_areas = _exact_areas(image_set, integration, with_iou=with_iou)
-    normaliser = math.log(fpr_bounds[1]) - math.log(fpr_bounds[0])
     anomalous = image_set.anomalous_indices
     tpr_scores = np.full(image_set.num_images, np.nan)
-    tpr_scores[anomalous] = np.minimum(np.maximum(tpr_areas / normaliser, 0.0), 1.0)
+    tpr_scores[anomalous] = normalised_scores(tpr_areas, fpr_bounds)
     iou_scores = np.full(image_set.num_images, np.nan)
     if with_iou:
-        iou_scores[anomalous] = np.minimum(np.maximum(iou_areas / normaliser, 0.0), 1.0)
+        iou_scores[anomalous] = normalised_scores(iou_areas, fpr_bounds)
     return tpr_scores, iou_scores, integration
 
 

@@ -1,20 +1,11 @@
-r"""Streaming AUPIMO: one image at a time, memory independent of the number of images.
+r"""Streaming AUPIMO: one image at a time, each anomalous image scored as it arrives.
 
-The exact engine only needs, from the normal images, the scores whose shared FPR is at most
-``U`` (DESIGN §2), and from each anomalous image two numbers. :class:`AupimoStream` keeps
-exactly that:
-
-* for each normal image j, the ``floor(n0 * U * M_j) + 2`` highest scores (ties completed).
-  If the shared FPR at a score is at most ``U``, image j's own FPR there is at most ``n0 * U``,
-  so every score that can matter is kept;
-* the merged scores are pruned as images arrive: once the scores seen so far already push the
-  shared FPR past ``U`` at some value ``c``, nothing below ``c`` can matter (later images only
-  add to the shared FPR), so the summary stays at about ``n0 * U * M`` values in all;
-* each anomalous image is scored as soon as it arrives and only its AUPIMO is kept.
-
-So the stream needs the number of normal images up front and all of them before the first
-anomalous one (two passes over a dataset: normal images first). Its results equal
-:func:`pimo.aupimo` on the same arrays (same curve, same kernel).
+A thin use of :class:`pimo.AupimoAccumulator`: the normal images are reduced to the
+accumulator's records (each keeps its top :math:`\lceil k U M_j \rceil + 2` scores, ties
+completed, :math:`k = \max(` expected_num_normal, 64 :math:`)`), so once every announced normal
+image is in, the integration range is fixed and each anomalous image is scored at once with the
+same curve and kernel as :func:`pimo.aupimo`; only its score is kept. For batches in any order
+(normal and anomalous mixed), use :class:`pimo.AupimoAccumulator` itself.
 """
 
 from __future__ import annotations
@@ -25,25 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from pimo._kernels import _pimo as _pimo_kernels
 from pimo._validate import (
-    ConstantNormalMapsError,
     NoAnomalousImageError,
-    NonFiniteScoreError,
     NoNormalImageError,
     PimoValueError,
-    UnreachableFprError,
-    as_image_set,
-    pixel_position,
-    validate_fpr_bounds,
 )
-from pimo.pimo import DEFAULT_FPR_BOUNDS, IntegrationRange, SharedFprCurve
+from pimo.accumulate import AupimoAccumulator, _anomalous_areas, _integration, batch_records
+from pimo.pimo import DEFAULT_FPR_BOUNDS, IntegrationRange, normalised_scores
 from pimo.results import AuimoResult, AupimoResult
 
 __all__ = ["AupimoStream"]
-
-# merge the pending normal tails into the pruned summary once they hold this many scores
-_MERGE_EVERY = 1 << 20
 
 
 class AupimoStream:
@@ -51,8 +33,8 @@ class AupimoStream:
 
     Parameters
     ----------
-    num_normal : int
-        How many normal images will be added (needed to size each image's summary).
+    expected_num_normal : int
+        How many normal images will be added (all before the first anomalous image).
     fpr_bounds : (float, float), default (1e-5, 1e-4)
         ``(L, U)``.
     with_auimo : bool, default False
@@ -62,38 +44,35 @@ class AupimoStream:
     --------
     >>> import pimo
     >>> from pimo.streaming import AupimoStream
-    >>> maps, masks = pimo.make_example(4, 4, (128, 128))
-    >>> stream = AupimoStream(num_normal=4)
+    >>> maps, masks = pimo.make_example(4, 4, (256, 256))
+    >>> stream = AupimoStream(expected_num_normal=4)
     >>> for index in range(4):
     ...     stream.add_normal(index, maps[index])
     >>> for index in range(4, 8):
-    ...     stream.add_anomalous(index, maps[index], masks[index])
+    ...     _ = stream.add_anomalous(index, maps[index], masks[index])
     >>> bool(abs(stream.result().mean() - pimo.aupimo(maps, masks).mean()) < 1e-12)
     True
     """
 
-    def __init__(self, num_normal: int, *, fpr_bounds: tuple[float, float] = DEFAULT_FPR_BOUNDS,
+    def __init__(self, expected_num_normal: int, *,
+                 fpr_bounds: tuple[float, float] = DEFAULT_FPR_BOUNDS,
                  with_auimo: bool = False) -> None:
-        if isinstance(num_normal, bool) or not isinstance(num_normal, int | np.integer):
-            raise PimoValueError(f"num_normal must be an int, got {num_normal!r}.")
-        if num_normal < 1:
-            raise NoNormalImageError(
-                "num_normal must be at least 1: the shared FPR is measured on normal images "
-                "(all-zero masks), so the set needs some."
+        if isinstance(expected_num_normal, bool) or not isinstance(expected_num_normal,
+                                                                   int | np.integer):
+            raise PimoValueError(
+                f"expected_num_normal must be an int, got {expected_num_normal!r}."
             )
-        self.num_normal = int(num_normal)
-        self.fpr_bounds = validate_fpr_bounds(fpr_bounds)
-        self.with_auimo = with_auimo
-        self._values = np.empty(0, dtype=np.float64)  # pruned summary, any order
-        self._weights = np.empty(0, dtype=np.float64)  # 1 / M_j of each kept score
-        self._pending_values: list[np.ndarray] = []
-        self._pending_weights: list[np.ndarray] = []
-        self._pending_size = 0
-        self._complete = True  # every normal score kept so far
+        if expected_num_normal < 1:
+            raise NoNormalImageError(
+                "expected_num_normal must be at least 1: the shared FPR is measured on normal "
+                "images (all-zero masks), so the set needs some."
+            )
+        self.num_normal = int(expected_num_normal)
+        self._normal = AupimoAccumulator(fpr_bounds, with_auimo=with_auimo,
+                                         expected_num_normal=self.num_normal)
+        self.fpr_bounds = self._normal.fpr_bounds
+        self.with_auimo = self._normal.with_auimo
         self._normal_added = 0
-        self._max_normal_pixels = 0
-        self._normal_constant = True
-        self._normal_value: float | None = None
         self._integration: IntegrationRange | None = None
         self._scores: dict[int, float] = {}
         self._iou_scores: dict[int, float] = {}
@@ -101,8 +80,18 @@ class AupimoStream:
         self._paths: dict[int, str] = {}
 
     # -- normal images -------------------------------------------------------------------
-    def add_normal(self, index: int, anomaly_map: Any, *, path: str | None = None) -> None:
-        """Add normal image ``index`` (its anomaly map; its mask is all zeros)."""
+    def add_normal(self, index: int, anomaly_map: Any, mask: Any = None, *,
+                   path: str | None = None) -> None:
+        """Add normal image ``index``: its anomaly map and, optionally, its (all-zero) mask.
+
+        Raises
+        ------
+        ShapeMismatchError
+            When the mask's shape differs from the map's.
+        PimoValueError
+            When the mask has anomalous pixels, the image was added already, or more normal
+            images arrive than announced.
+        """
         if self._integration is not None:
             raise PimoValueError(
                 f"Normal image {index} ({path or 'no path'}) was added after an "
@@ -112,67 +101,29 @@ class AupimoStream:
         self._register(index, path)
         if self._normal_added >= self.num_normal:
             raise PimoValueError(
-                f"More normal images than announced (num_normal={self.num_normal}); "
+                f"More normal images than announced (expected_num_normal={self.num_normal}); "
                 "create the stream with the right count."
             )
-        scores = np.asarray(anomaly_map)
-        if scores.dtype.kind not in "fiub":
+        if mask is None:
+            mask = np.zeros(np.shape(anomaly_map), dtype=bool)
+        records = self._records(index, anomaly_map, mask, path, self._normal.normal_factor)
+        if records.num_positive[0] != 0:
             raise PimoValueError(
-                f"The anomaly map of {self._describe(index)} has dtype {scores.dtype}; "
-                "anomaly maps must be real numbers."
+                f"The mask of {self._describe(index)} has {int(records.num_positive[0])} "
+                "anomalous pixel(s): that is an anomalous image; add it with add_anomalous.",
+                image_index=int(index), path=path,
             )
-        flat = scores.reshape(-1).astype(np.float64, copy=False)
-        if flat.size == 0:
-            raise PimoValueError(f"The anomaly map of {self._describe(index)} has no pixel.")
-        finite = np.isfinite(flat)
-        if not finite.all():
-            pixel = int(np.flatnonzero(~finite)[0])
-            raise NonFiniteScoreError(
-                f"The anomaly map of {self._describe(index)} holds {flat[pixel]} at pixel "
-                f"{pixel_position(pixel, scores.shape)}. Scores must be finite.",
-                image_index=index, path=path,
-            )
-        num_pixels = flat.size
-        budget = math.floor(self.num_normal * self.fpr_bounds[1] * num_pixels) + 2
-        if budget >= num_pixels:
-            tail = flat.copy()
-        else:
-            cut = np.partition(flat, num_pixels - budget)[num_pixels - budget]
-            tail = flat[flat >= cut]
-            self._complete = False
-        low, high = float(flat.min()), float(flat.max())
-        if low != high or (self._normal_value is not None and low != self._normal_value):
-            self._normal_constant = False
-        self._normal_value = low
-        self._pending_values.append(tail)
-        self._pending_weights.append(np.full(tail.shape[0], 1.0 / num_pixels))
-        self._pending_size += tail.shape[0]
+        self._normal._append(records, [path])
         self._normal_added += 1
         self._normal_indices.add(int(index))
-        self._max_normal_pixels = max(self._max_normal_pixels, num_pixels)
-        if self._pending_size >= _MERGE_EVERY:
-            self._merge_and_prune()
 
-    def _merge_and_prune(self) -> None:
-        """Merge pending tails into the summary and drop scores that can no longer matter."""
-        if not self._pending_values:
-            return
-        values = np.concatenate([self._values, *self._pending_values])
-        weights = np.concatenate([self._weights, *self._pending_weights])
-        self._pending_values, self._pending_weights, self._pending_size = [], [], 0
-        order = np.argsort(-values, kind="stable")
-        values, weights = values[order], weights[order]
-        # weighted count at or above each value (ties share the count of their last member)
-        cumulative = np.cumsum(weights)
-        level = self.num_normal * self.fpr_bounds[1] * (1.0 + 1e-9)
-        crossing = int(np.searchsorted(cumulative, level, side="right"))
-        if crossing < values.shape[0]:
-            cut = values[crossing]
-            keep = values >= cut
-            if not keep.all():
-                self._complete = False
-            values, weights = values[keep], weights[keep]
-        self._values, self._weights = values, weights
+    def _records(self, index: int, anomaly_map: Any, mask: Any, path: str | None,
+                 normal_factor: int) -> Any:
+        return batch_records(
+            [anomaly_map], [mask], paths=[path] if path else None,
+            image_indices=np.array([int(index)]), batch_number=0,
+            normal_factor=normal_factor, upper=self.fpr_bounds[1], with_auimo=self.with_auimo,
+        )
 
     # -- anomalous images ----------------------------------------------------------------
     def _freeze(self) -> IntegrationRange:
@@ -180,23 +131,10 @@ class AupimoStream:
             return self._integration
         if self._normal_added != self.num_normal:
             raise PimoValueError(
-                f"{self._normal_added} normal image(s) were added but num_normal="
+                f"{self._normal_added} normal image(s) were added but expected_num_normal="
                 f"{self.num_normal}: add every normal image before the first anomalous one."
             )
-        self._merge_and_prune()
-        curve = SharedFprCurve.from_weighted_values(
-            self._values, self._weights, num_normal=self.num_normal,
-            max_normal_pixels=self._max_normal_pixels, complete=self._complete,
-        )
-        try:
-            self._integration = curve.integration_range(self.fpr_bounds)
-        except UnreachableFprError:
-            if self._normal_constant:
-                raise ConstantNormalMapsError(
-                    f"All {self.num_normal} normal images have the same constant anomaly map "
-                    "value, so the shared FPR only takes the values 0 and 1."
-                ) from None
-            raise
+        self._integration = _integration(self._normal._records(), self.fpr_bounds)
         return self._integration
 
     def add_anomalous(self, index: int, anomaly_map: Any, mask: Any, *,
@@ -207,33 +145,24 @@ class AupimoStream:
         """
         integration = self._freeze()
         self._register(index, path)
-        image_set = as_image_set([anomaly_map], [mask], paths=[path] if path else None)
-        if image_set.mask_counts[0] == 0:
+        # keep every non-mask score for AUIMO: the image is scored now and then dropped
+        whole_image = math.ceil(1.0 / (16 * self.fpr_bounds[1])) + 1
+        records = self._records(index, anomaly_map, mask, path,
+                                max(self._normal.normal_factor, whole_image))
+        if records.num_positive[0] == 0:
             raise PimoValueError(
                 f"The mask of {self._describe(index)} is all zeros: that is a normal image; "
                 "add it with add_normal (before the anomalous images)."
             )
-        lower, upper = integration.fpr_bounds
-        indices = np.zeros(1, dtype=np.int64)
-        tpr_areas, iou_areas, first_bad = _pimo_kernels.segment_integrals(
-            image_set.maps_flat, image_set.masks_flat, image_set.offsets, indices,
-            image_set.mask_counts,
-            integration.breakpoints, integration.log_fpr, math.log(lower), math.log(upper),
-            self.with_auimo, np.empty((0, 0)),
+        tpr_areas, iou_areas = _anomalous_areas(
+            records, np.zeros(1, dtype=np.int64), integration, with_iou=self.with_auimo,
+            image_indices=np.array([int(index)]),
         )
-        if first_bad[0] >= 0:
-            pixel = int(first_bad[0])
-            raise NonFiniteScoreError(
-                f"The anomaly map of {self._describe(index)} holds "
-                f"{image_set.map_of(0)[pixel]} at pixel "
-                f"{pixel_position(pixel, image_set.shapes[0])}. Scores must be finite.",
-                image_index=index, path=path,
-            )
-        normaliser = math.log(upper) - math.log(lower)
-        score = min(max(float(tpr_areas[0]) / normaliser, 0.0), 1.0)
+        score = float(normalised_scores(tpr_areas, self.fpr_bounds)[0])
         self._scores[int(index)] = score
         if self.with_auimo:
-            self._iou_scores[int(index)] = min(max(float(iou_areas[0]) / normaliser, 0.0), 1.0)
+            self._iou_scores[int(index)] = float(normalised_scores(iou_areas,
+                                                                   self.fpr_bounds)[0])
         return score
 
     # -- results -------------------------------------------------------------------------
