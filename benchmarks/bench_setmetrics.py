@@ -1,4 +1,4 @@
-"""Benchmark of the set-scoped metrics (AUROC, AUPRO 30 %, AUPRO 5 %) on a synthetic set.
+"""Benchmark of the set-scoped metrics (AUROC, AUPRO 30 % and 5 %, AP, F1-max) on a synthetic set.
 
 Times are printed as ratios to the one-pass numpy floor ``maps.reshape(n, -1).max(1)``
 measured in the same run (the best of ``--repeats`` runs each), JIT compilation excluded and
@@ -6,10 +6,17 @@ reported apart. Extra peak memory is measured in a fresh subprocess per function
 of the resident-set high-water mark (``ru_maxrss``) over the loaded input, so numba's
 allocations are seen too.
 
+``accumulator_b8`` feeds the maps to :class:`pimo.SetMetricsAccumulator` in random order, 8
+at a time, and computes every figure; its peak state is printed. ``--reference-src DIR``
+also times ``set_metrics(maps, masks)`` of another checkout's ``src`` folder (e.g. the main
+branch) against this one's, each in fresh processes taking turns, for a ratio measured on the
+same machine, data and load.
+
 Usage::
 
     python benchmarks/bench_setmetrics.py                 # 160 x 1024^2 float32 (41 normal)
     python benchmarks/bench_setmetrics.py --size 256      # a quick run
+    python benchmarks/bench_setmetrics.py --reference-src ../main/src
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -35,8 +43,53 @@ FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {
     "auroc": lambda maps, masks: pimo.auroc(maps, masks),
     "aupro_30": lambda maps, masks: pimo.aupro(maps, masks, fpr_limit=0.3),
     "aupro_05": lambda maps, masks: pimo.aupro(maps, masks, fpr_limit=0.05),
+    "auroc_aupros": lambda maps, masks: pimo.set_metrics(maps, masks, fpr_limits=(0.3, 0.05),
+                                                         ap=False, f1_max=False),
     "set_metrics": lambda maps, masks: pimo.set_metrics(maps, masks, fpr_limits=(0.3, 0.05)),
+    "accumulator_b8": lambda maps, masks: accumulate(maps, masks, 8)[0],
 }
+
+
+def accumulate(maps: np.ndarray, masks: np.ndarray, batch_size: int
+               ) -> tuple[pimo.SetMetricsResult, int]:
+    """Every figure from batches of ``batch_size`` maps in random order; the peak state bytes."""
+    order = np.random.default_rng(0).permutation(maps.shape[0])
+    accumulator = pimo.SetMetricsAccumulator(fpr_limits=(0.3, 0.05))
+    peak = 0
+    for start in range(0, order.shape[0], batch_size):
+        batch = np.sort(order[start:start + batch_size])
+        accumulator.update(maps[batch], masks[batch])
+        peak = max(peak, accumulator.state_bytes)
+    return accumulator.compute(), peak
+
+
+REFERENCE_SCRIPT = """
+import sys, time, gc
+import numpy as np
+import pimo
+maps, masks = np.load(sys.argv[1]), np.load(sys.argv[2])
+pimo.set_metrics(*pimo.make_example(2, 2, (32, 32), seed=1))
+gc.collect()
+start = time.perf_counter()
+pimo.set_metrics(maps, masks, fpr_limits=(0.3, 0.05))
+print(time.perf_counter() - start)
+"""
+
+
+def paired_seconds(sources: list[str], maps_path: Path, masks_path: Path, repeats: int
+                   ) -> list[float]:
+    """Best time of ``set_metrics(maps, masks)`` of each pimo source folder, each in a fresh
+    process, the folders taking turns (so that a change of machine load hits them alike)."""
+    best = [float("inf")] * len(sources)
+    for _ in range(repeats):
+        for index, src in enumerate(sources):
+            child = subprocess.run(
+                [sys.executable, "-c", REFERENCE_SCRIPT, str(maps_path), str(masks_path)],
+                capture_output=True, text=True, check=True,
+                env={**os.environ, "PYTHONPATH": src},
+            )
+            best[index] = min(best[index], float(child.stdout.strip().splitlines()[-1]))
+    return best
 
 
 def data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -120,6 +173,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--reference-src", default=None,
+                        help="time set_metrics of the pimo sources in this folder too")
     parser.add_argument("--memory", choices=sorted(FUNCTIONS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     maps_path, masks_path = data_paths(args)
@@ -137,7 +192,12 @@ def main() -> None:
     print(f"first calls (JIT compile or cache load): {compile_seconds:.2f} s")
     result = pimo.set_metrics(maps, masks, fpr_limits=(0.3, 0.05))
     print(f"AUROC {result.auroc:.6f}  AUPRO30 {result.aupro[0.3]:.6f}  "
-          f"AUPRO5 {result.aupro[0.05]:.6f}  ({result.num_regions} regions)")
+          f"AUPRO5 {result.aupro[0.05]:.6f}  AP {result.ap:.6f}  F1-max {result.f1_max:.6f}  "
+          f"({result.num_regions} regions)")
+    accumulated, peak_state = accumulate(maps, masks, 8)
+    print(f"accumulator, batches of 8 in random order: peak state {peak_state / 2**20:.0f} MiB "
+          f"({peak_state / maps.size:.2f} bytes per pixel); largest difference to one call "
+          f"{max(abs(accumulated.auroc - result.auroc), abs(accumulated.ap - result.ap)):.1e}")
 
     times = {name: best_time(lambda f=f: f(maps, masks), args.repeats)
              for name, f in FUNCTIONS.items()}
@@ -152,6 +212,12 @@ def main() -> None:
             )
             memory[name] = json.loads(child.stdout.strip().splitlines()[-1])["extra_bytes"]
 
+    if args.reference_src:
+        own_src = str(Path(pimo.__file__).resolve().parents[1])
+        own, reference = paired_seconds([own_src, args.reference_src], maps_path, masks_path,
+                                        args.repeats)
+        times["set_metrics, own process"] = own
+        times["reference set_metrics"] = reference
     floor = times["floor"]
     print(f"\n{'':<28}{'seconds':>9}{'x floor':>10}{'extra peak':>13}{'x input':>9}")
     rows = list(times.items())
@@ -163,7 +229,14 @@ def main() -> None:
         if extra is not None:
             extra_text = f"{extra / 2**20:>9.0f} MiB{extra / input_bytes:>9.2f}"
         print(f"{name:<28}{seconds:>9.3f}{seconds / floor:>10.1f}{extra_text}")
-    print("\ntargets: all three metrics within 100x the floor; extra peak <= 1.5x the input")
+    print(f"\naccumulator (batches of 8, random order) / one call: "
+          f"{times['accumulator_b8'] / times['set_metrics']:.2f}")
+    if "reference set_metrics" in times:
+        print(f"set_metrics (+ AP, F1-max) / reference set_metrics (AUROC + AUPROs), each in "
+              "its own process, taking turns: "
+              f"{times['set_metrics, own process'] / times['reference set_metrics']:.2f}")
+    print("targets: set_metrics with AP and F1-max <= 20x the floor (and <= 1.2x the reference "
+          "set_metrics); extra peak <= 1.5x the input")
 
 
 if __name__ == "__main__":

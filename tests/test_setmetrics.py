@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 import pimo
-from pimo.setmetrics import SetMetricsStream, label_regions, set_metrics
+from pimo.setmetrics import SetMetricsAccumulator, label_regions, set_metrics
 
 # ---------------------------------------------------------------------------------------------
 # Reference implementations, written for clarity
@@ -119,33 +119,6 @@ def test_aupro_volumes_and_connectivity(data, connectivity):
     expected = brute_force_aupro(maps, masks, 0.3, connectivity)
     got = pimo.aupro(maps, masks, fpr_limit=0.3, connectivity=connectivity)
     assert abs(got - expected) <= 1e-9
-
-
-@settings(max_examples=25, deadline=None)
-@given(image_sets())
-def test_one_call_many_windows_and_stream_agree(data):
-    maps, masks = data
-    limits = (0.3, 0.05)
-    reference = set_metrics(maps, masks, fpr_limits=limits, curves=True)
-    tiny = set_metrics(maps, masks, fpr_limits=limits, max_buffer_bytes=16, curves=True)
-    for name in ("thresholds", "fpr", "tpr", "pro"):
-        np.testing.assert_allclose(getattr(tiny.curves, name), getattr(reference.curves, name),
-                                   rtol=0, atol=1e-12)
-    stream = SetMetricsStream(limits, max_buffer_bytes=16, dtype=np.float64)
-    passes = 0
-    while True:
-        passes += 1
-        for anomaly_map, mask in zip(maps[::-1], masks[::-1], strict=True):
-            stream.add(anomaly_map, mask)
-        if not stream.needs_another_pass():
-            break
-    streamed = stream.compute()
-    assert passes == stream.planned_passes
-    for result in (tiny, streamed):
-        assert result.auroc == pytest.approx(reference.auroc, abs=1e-12)
-        for limit in limits:
-            assert result.aupro[limit] == pytest.approx(reference.aupro[limit], abs=1e-12)
-            assert abs(result.aupro[limit] - brute_force_aupro(maps, masks, limit)) <= 1e-9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,7 +312,11 @@ def test_save_writes_published_value_files(tmp_path):
     maps = np.arange(128, dtype=np.float32).reshape(2, 8, 8)
     result = set_metrics(maps, masks)
     paths = result.save(tmp_path)
-    assert sorted(path.name for path in paths) == ["aupro.json", "aupro_05.json", "auroc.json"]
+    assert sorted(path.name for path in paths) == ["aupr.json", "aupro.json", "aupro_05.json",
+                                                   "auroc.json", "f1max.json"]
+    assert pimo.load_value(tmp_path / "aupr.json") == result.ap
+    f1_file = json.loads((tmp_path / "f1max.json").read_text())
+    assert f1_file == {"value": result.f1_max, "threshold": result.f1_max_threshold}
     assert pimo.load_value(tmp_path / "auroc.json") == result.auroc
     assert pimo.load_value(tmp_path / "aupro.json") == result.aupro[0.3]
     assert json.loads((tmp_path / "aupro_05.json").read_text())["fpr_limit"] == 0.05
@@ -364,10 +341,11 @@ def test_non_finite_scores_name_the_image(bad):
     assert info.value.image_index == 1 and info.value.path == "b.png"
     with pytest.raises(pimo.NonFiniteScoreError, match="image 1"):
         pimo.auroc(maps, masks)
-    stream = SetMetricsStream()
-    stream.add(maps[0], masks[0])
-    with pytest.raises(pimo.NonFiniteScoreError, match=r"image 1 \('x.png'\)"):
-        stream.add(maps[1], masks[1], path="x.png")
+    accumulator = SetMetricsAccumulator()
+    accumulator.update(maps[:1], masks[:1])
+    with pytest.raises(pimo.NonFiniteScoreError, match=r"image 1 \('x.png'\)") as info:
+        accumulator.update(maps[1:], masks[1:], paths=["x.png", "y.png"])
+    assert info.value.image_index == 1
 
 
 def test_no_anomalous_or_no_normal_pixel_is_an_error():
@@ -400,28 +378,72 @@ def test_bad_shapes_masks_and_connectivity():
     with pytest.raises(pimo.PimoValueError, match="connectivity"):
         pimo.aupro(maps, masks, connectivity=26)
     with pytest.raises(pimo.PimoValueError, match="Nothing to compute"):
-        set_metrics(maps, masks, fpr_limits=(), auroc=False)
+        set_metrics(maps, masks, fpr_limits=(), auroc=False, ap=False, f1_max=False)
 
 
-def test_stream_misuse_is_reported():
+def test_accumulator_misuse_is_reported():
     maps, masks = small_set()
-    stream = SetMetricsStream(max_buffer_bytes=1)
-    with pytest.raises(pimo.PimoValueError, match="needs_another_pass"):
-        for anomaly_map, mask in zip(maps, masks, strict=True):
-            stream.add(anomaly_map, mask)
-        stream.compute()
-    assert stream.needs_another_pass()
-    stream.add(maps[0] + 1, masks[0])  # not the same images
-    with pytest.raises(pimo.PimoValueError, match="differ from those of pass 1"):
-        stream.add(maps[2], masks[2])
-        stream.add(maps[1], masks[1])
-        stream.needs_another_pass()
-    narrow = SetMetricsStream()
-    narrow.add(maps[0], masks[0])
+    with pytest.raises(pimo.EmptyInputError, match="update"):
+        SetMetricsAccumulator().compute()
+    normal_only = SetMetricsAccumulator()
+    normal_only.update(maps[:2], masks[:2])
+    with pytest.raises(pimo.NoAnomalousImageError, match="undefined"):
+        normal_only.compute()
+    anomalous_only = SetMetricsAccumulator()
+    anomalous_only.update(maps[2:], np.ones_like(masks[2:]))
+    with pytest.raises(pimo.NoNormalImageError, match="no mask has a 0"):
+        anomalous_only.compute()
+    # a wrong mask in the second batch is named by its number in the accumulator
+    accumulator = SetMetricsAccumulator()
+    accumulator.update(maps[:2], masks[:2])
+    with pytest.raises(pimo.MaskValueError, match=r"image 4 \('m.png'\)") as info:
+        accumulator.update(maps, masks.astype(np.uint8) * 2, paths=["k.png", "l.png", "m.png"])
+    assert info.value.image_index == 4
+    # different settings are refused, both values named
+    with pytest.raises(pimo.PimoValueError, match=r"fpr_limits: \(0\.3, 0\.05\) here, \(0\.3,\)"):
+        SetMetricsAccumulator().merge(SetMetricsAccumulator((0.3,)))
+    with pytest.raises(pimo.PimoValueError, match="connectivity: None here, 4 in the other"):
+        SetMetricsAccumulator().merge(SetMetricsAccumulator(connectivity=4))
+    with pytest.raises(pimo.PimoValueError, match="connectivity"):
+        SetMetricsAccumulator(connectivity=5)
+    # a fixed float32 state refuses float64 scores, saying what to do
+    narrow = SetMetricsAccumulator(dtype=np.float32)
+    narrow.update(maps[:1], masks[:1])
     with pytest.raises(pimo.PimoTypeError, match=r"dtype=np\.float64"):
-        narrow.add(maps[1].astype(np.float64), masks[1])
-    with pytest.raises(pimo.EmptyInputError):
-        SetMetricsStream().needs_another_pass()
+        narrow.update(maps[1:].astype(np.float64), masks[1:])
+    # the state budget
+    small = SetMetricsAccumulator(max_state_bytes=2 * 2**20)
+    small.update(maps, masks)  # the histograms alone take 1.5 MiB
+    big = np.random.default_rng(1).random((2, 400, 400)).astype(np.float32)
+    with pytest.raises(pimo.PimoValueError, match=r"max_state_bytes=2097152.*larger max_state"):
+        small.update(big, np.zeros(big.shape, dtype=bool))
+
+
+def test_torch_batches_with_a_channel_axis():
+    torch = pytest.importorskip("torch")
+    maps, masks = small_set()
+    reference = set_metrics(maps, masks)
+    accumulator = SetMetricsAccumulator()
+    accumulator.update(torch.from_numpy(maps[:2, None]), torch.from_numpy(masks[:2, None]))
+    accumulator.update(maps[2:, None], masks[2:, None])
+    result = accumulator.compute()
+    assert (result.auroc, result.aupro, result.ap) == (reference.auroc, reference.aupro,
+                                                       reference.ap)
+    state = {name: torch.from_numpy(array) for name, array in accumulator.state_dict().items()}
+    restored = SetMetricsAccumulator.from_state_dict(state)
+    assert restored.compute().auroc == reference.auroc
+
+
+def test_empty_state_dict_has_every_key_with_its_final_shape():
+    state = SetMetricsAccumulator().state_dict()
+    assert set(state) == set(SetMetricsAccumulator.STATE_REDUCTIONS)
+    for name, reduction in SetMetricsAccumulator.STATE_REDUCTIONS.items():
+        assert state[name].dtype.kind in "if"
+        if reduction == "cat":
+            assert state[name].shape[0] == 0
+    assert state["neg_hist"].shape == (65536,) and state["dense_counts"].shape == (0, 65536)
+    assert state["neg_low"].dtype == np.int16
+    assert SetMetricsAccumulator(dtype=np.float64).state_dict()["neg_low"].dtype == np.int64
 
 
 @pytest.mark.parametrize(

@@ -134,7 +134,7 @@ def test_command_line_on_volume_stacks(tmp_path: Path):
 
 
 def test_streams_accept_volumes():
-    from pimo.setmetrics import SetMetricsStream
+    from pimo.setmetrics import SetMetricsAccumulator
     from pimo.streaming import AupimoStream
 
     maps, masks = volume_set()
@@ -144,10 +144,7 @@ def test_streams_accept_volumes():
     for index in (4, 5):
         stream.add_anomalous(index, maps[index], masks[index])
     assert stream.result().aupimos[4:].tolist() == pytest.approx([8 / 18, 1.0], abs=1e-12)
-    set_stream = SetMetricsStream((0.3,))
-    while True:
-        for anomaly_map, mask in zip(maps, masks, strict=True):
-            set_stream.add(anomaly_map, mask)
-        if not set_stream.needs_another_pass():
-            break
-    assert set_stream.compute().aupro[0.3] == pytest.approx(17 / 27, abs=1e-12)
+    accumulator = SetMetricsAccumulator((0.3,))
+    for index in (5, 0, 4, 1, 2, 3):
+        accumulator.update(maps[index:index + 1], masks[index:index + 1])  # (1, D, H, W)
+    assert accumulator.compute().aupro[0.3] == pytest.approx(17 / 27, abs=1e-12)

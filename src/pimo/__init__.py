@@ -50,7 +50,14 @@ from pimo.results import (
     load_value,
     save_value,
 )
-from pimo.setmetrics import SetMetricsResult, aupro, auroc, label_regions, set_metrics
+from pimo.setmetrics import (
+    SetMetricsAccumulator,
+    SetMetricsResult,
+    aupro,
+    auroc,
+    label_regions,
+    set_metrics,
+)
 
 #: Sub-modules imported on first access as ``pimo.<name>``.
 _LAZY_SUBMODULES = ("plots", "stats", "streaming")
@@ -89,6 +96,7 @@ __all__ = [
     "PimoValueError",
     "PimoWarning",
     "ScoreFileError",
+    "SetMetricsAccumulator",
     "SetMetricsResult",
     "ShapeMismatchError",
     "SharedFprCurve",

@@ -15,7 +15,7 @@ How it reads the data
 3. *Normal images*: each map is read, checked for NaN/inf, resized and added to the streaming
    AUPIMO (and set-metric) accumulators. A float64 map whose values are all float32 numbers
    is read as float32. The set metrics order the scores in one dtype: when a genuinely
-   float64 map follows float32 ones, they are computed again in float64 in one more pass
+   float64 map follows float32 ones, their accumulated state is re-keyed in float64
    (float32 scores widen exactly, so nothing is rounded).
 4. *Anomalous images*: each map and mask is read again, resized and added.
 
@@ -72,7 +72,7 @@ from pimo.data.maps import (
 from pimo.data.problems import DatasetError, Problem
 from pimo.data.resize import resize_bilinear, resize_nearest
 from pimo.results import AupimoResult, save_value
-from pimo.setmetrics import SetMetricsResult, SetMetricsStream, aupro_filename
+from pimo.setmetrics import SetMetricsAccumulator, SetMetricsResult, aupro_filename
 
 __all__ = [
     "EVALUATION_FILE",
@@ -94,9 +94,6 @@ SET_METRIC_LIMITS = (0.3, 0.05)
 # The set-metric accumulator's settings (the figures of SET_METRIC_FILES).
 SET_METRICS_SETTINGS: dict[str, Any] = {"fpr_limits": SET_METRIC_LIMITS, "ap": False,
                                         "f1_max": False}
-# Pixels gathered per extra set-metric pass: a smaller budget means more passes, never a
-# different result (see SetMetricsStream).
-SET_METRICS_BUFFER_BYTES = 256 * 2**20
 _FORMAT = "pimo-evaluation"
 _FORMAT_VERSION = 1
 
@@ -687,29 +684,21 @@ def evaluate_dataset(
         normal = [job for job in kept if not job.anomalous]
         anomalous = [job for job in kept if job.anomalous]
 
-        # 3-4. stream normal, then anomalous images (further passes for the set metrics)
+        # 3-4. stream normal, then anomalous images, once (the set metrics accumulate too; a
+        # float64 map after float32 ones re-keys their state in float64, exactly)
         paths = [job.sample.relative_path for job in kept]
         aupimo_stream = AupimoStream(len(normal), fpr_bounds=bounds)
-
-        def new_set_stream(dtype: type[np.floating] | None = None) -> SetMetricsStream:
-            return SetMetricsStream(
-                fpr_limits=SET_METRIC_LIMITS, max_buffer_bytes=SET_METRICS_BUFFER_BYTES,
-                dtype=dtype,
-            )
-
-        set_stream = new_set_stream() if set_metrics else None
-        # The set stream's score dtype is its first map's; it widens float32 exactly, but a
-        # float64 map after float32 ones means starting again in float64.
-        set_dtype: np.dtype | None = None
-        widen_set_metrics = False
+        set_accumulator = (
+            SetMetricsAccumulator(**SET_METRICS_SETTINGS)
+            if set_metrics else None
+        )
         stream_problems: list[Problem] = []
 
         def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
             return _load_job(source, job, target_size=target_size,
                              mask_threshold=mask_threshold, label_masks=layout.label_masks)
 
-        def stream(stage: str, group: list[_Job], *, first: bool) -> None:
-            nonlocal set_dtype, widen_set_metrics
+        def stream(stage: str, group: list[_Job]) -> None:
             progress.start(stage, len(group))
             for job, loaded in zip(group, ordered_map(load, group, workers), strict=True):
                 progress.advance()
@@ -722,38 +711,22 @@ def evaluate_dataset(
                 path = job.sample.relative_path
                 if mask is None:
                     mask = np.zeros(anomaly_map.shape, dtype=bool)
-                    if first:
-                        aupimo_stream.add_normal(job.index, anomaly_map, path=path)
-                elif first:
+                    aupimo_stream.add_normal(job.index, anomaly_map, path=path)
+                else:
                     aupimo_stream.add_anomalous(job.index, anomaly_map, mask, path=path)
-                if set_stream is not None and not widen_set_metrics:
-                    set_dtype = anomaly_map.dtype if set_dtype is None else set_dtype
-                    if anomaly_map.dtype == set_dtype or set_dtype == np.float64:
-                        set_stream.add(anomaly_map, mask, path=path)
-                    else:
-                        widen_set_metrics = True
+                if set_accumulator is not None:
+                    set_accumulator.update([anomaly_map], [mask], paths=[path])
 
-        stream("normal images", normal, first=True)
+        stream("normal images", normal)
         try:
-            stream("anomalous images", anomalous, first=True)
+            stream("anomalous images", anomalous)
         except UnreachableFprError as error:  # constant normal maps among them
             raise _with_normal_maps(error, what, normal, source) from error
         _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
         aupimo = aupimo_stream.result(paths)
         metrics, note = None, None
-        if set_stream is not None:
-            extra_pass = 0
-            if widen_set_metrics:  # start again in float64, where every map's scores fit
-                set_stream = new_set_stream(np.float64)
-                set_dtype, widen_set_metrics = np.dtype(np.float64), False
-                extra_pass += 1
-                stream(f"set metrics in float64, pass {extra_pass + 1}", kept, first=False)
-                _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
-            while set_stream.needs_another_pass():
-                extra_pass += 1
-                stream(f"set metrics, pass {extra_pass + 1}", kept, first=False)
-                _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
-            computed = set_stream.compute()
+        if set_accumulator is not None:
+            computed = set_accumulator.compute()
             metrics = _set_metric_values(computed)
         else:
             note = "not computed: disabled"

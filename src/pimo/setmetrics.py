@@ -20,21 +20,24 @@ moves both coordinates at once (a diagonal segment), exactly as scikit-learn's R
     AUPRO(U)    = (1 / U) * area under (F, P) for F in [0, U], the segment that crosses
                   F = U being cut there by linear interpolation.
 
+Pixel AP and F1-max come from the same walk down the scores (see :func:`set_metrics`).
+
 The computation is exact (no threshold grid) and never sorts all pixels: see
-:mod:`pimo._kernels._roc`. One pass over the data gives the histograms; a second pass gathers
-only the pixels of the score ranges where both classes occur (more passes only when those
-exceed a memory budget), so AUROC and every AUPRO limit come from the same passes
-(:func:`set_metrics`).
+:mod:`pimo._kernels._roc`. :class:`SetMetricsAccumulator` keeps, in one pass over the data,
+the class histograms of 65,536 score buckets and the low key bits of the pixels grouped by
+bucket; :func:`set_metrics`, :func:`auroc` and :func:`aupro` are one ``update`` and one
+``compute`` of it.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numba as nb
 import numpy as np
@@ -47,6 +50,7 @@ from pimo._validate import (
     NoAnomalousImageError,
     NonFiniteScoreError,
     NoNormalImageError,
+    PimoError,
     PimoTypeError,
     PimoValueError,
     ShapeMismatchError,
@@ -57,10 +61,10 @@ from pimo.results import save_value
 
 __all__ = [
     "DEFAULT_FPR_LIMITS",
-    "DEFAULT_MAX_BUFFER_BYTES",
+    "DEFAULT_MAX_STATE_BYTES",
     "SetCurves",
+    "SetMetricsAccumulator",
     "SetMetricsResult",
-    "SetMetricsStream",
     "aupro",
     "aupro_filename",
     "auroc",
@@ -69,9 +73,8 @@ __all__ = [
 ]
 
 DEFAULT_FPR_LIMITS: tuple[float, ...] = (0.3, 0.05)
-DEFAULT_MAX_BUFFER_BYTES = 512 * 2**20
+DEFAULT_MAX_STATE_BYTES = 4 * 2**30
 _ITEM_PIXELS = 1 << 18  # pixels per work item (parallel grain)
-_WEIGHT_BYTES = 8
 
 # connectivity (neighbours of a pixel) -> rank (axes in which a neighbour may differ)
 _CONNECTIVITY_RANKS = {1: {2: 1}, 2: {4: 1, 8: 2}, 3: {6: 1, 18: 2, 26: 3}}
@@ -201,7 +204,7 @@ def aupro_filename(fpr_limit: float) -> str:
 
 @dataclass(frozen=True)
 class SetMetricsResult:
-    """AUROC and AUPRO of one set of images.
+    """AUROC, AUPRO, pixel AP and F1-max of one set of images.
 
     Attributes
     ----------
@@ -217,6 +220,13 @@ class SetMetricsResult:
         Connected anomalous regions (the PRO curve's average runs over them).
     curves : SetCurves or None
         The ROC and PRO curves when requested (``curves=True``).
+    ap : float or None
+        Pixel average precision, as ``sklearn.metrics.average_precision_score`` (None when not
+        requested).
+    f1_max : float or None
+        Largest pixel F1 over the distinct thresholds (None when not requested).
+    f1_max_threshold : float or None
+        The (highest) score t such that thresholding at ``a >= t`` gives ``f1_max``.
     """
 
     auroc: float | None
@@ -226,13 +236,17 @@ class SetMetricsResult:
     num_anomalous_pixels: int
     num_regions: int
     curves: SetCurves | None = field(default=None, repr=False)
+    ap: float | None = None
+    f1_max: float | None = None
+    f1_max_threshold: float | None = None
 
     def save(self, directory: str | os.PathLike[str]) -> list[Path]:
         """Write ``{"value": ...}`` files in the published layout and return their paths.
 
-        ``auroc.json`` and one file per AUPRO limit named by :func:`aupro_filename`
-        (``aupro.json`` for 0.3, ``aupro_05.json`` for 0.05); AUPRO files also carry
-        ``"fpr_limit"``.
+        ``auroc.json``, one file per AUPRO limit named by :func:`aupro_filename`
+        (``aupro.json`` for 0.3, ``aupro_05.json`` for 0.05; they also carry ``"fpr_limit"``),
+        ``aupr.json`` (pixel AP) and ``f1max.json`` (also ``"threshold"``), for the metrics
+        computed.
         """
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
@@ -243,6 +257,11 @@ class SetMetricsResult:
             written.append(
                 save_value(folder / aupro_filename(limit), value, fpr_limit=float(limit))
             )
+        if self.ap is not None:
+            written.append(save_value(folder / "aupr.json", self.ap))
+        if self.f1_max is not None:
+            written.append(save_value(folder / "f1max.json", self.f1_max,
+                                      threshold=self.f1_max_threshold))
         return written
 
 
@@ -354,69 +373,225 @@ class _Batch:
         return self._counts
 
 
-class SetMetricsStream:
-    """Exact AUROC and AUPRO from images fed one at a time (or in batches), in a few passes.
+_DENSE_MIN_PIXELS = (_kernels.NUM_BUCKETS * 8) // 2  # a list of 2-byte keys larger than this
+#   takes more memory than the bucket's dense 65,536 x int64 histogram
+_COMPACT_MIN_BYTES = 64 * 2**20
+_MAX_PIECES = 256
+_LOW_DTYPES = {np.dtype(np.float32): np.dtype(np.uint16), np.dtype(np.float64): np.dtype(np.uint64)}
+_STATE_LOW_DTYPES = {np.dtype(np.float32): np.dtype(np.int16),
+                     np.dtype(np.float64): np.dtype(np.int64)}
 
-    Feed the same images (in any order) once per pass until :meth:`needs_another_pass` says
-    no, then call :meth:`compute`::
 
-        stream = SetMetricsStream(fpr_limits=(0.3, 0.05))
-        while True:
-            for anomaly_map, mask in read_images():
-                stream.add(anomaly_map, mask)
-            if not stream.needs_another_pass():
-                break
-        result = stream.compute()
+@dataclass(frozen=True)
+class _Piece:
+    """Low key bits of some pixels, grouped by bucket: segment k is bucket ``bucket[k]``.
 
-    Pass 1 builds the class histograms (65,536 buckets of consecutive scores). Each further
-    pass gathers the pixels of a *window* of buckets holding both classes (only there does the
-    order inside a bucket matter) and resolves them exactly. Usually one window suffices: two
-    passes in all.
+    The normal low keys of segment k are the next ``neg[k]`` entries of ``neg_low``; its
+    anomalous low keys and PRO weights the next ``pos[k]`` entries of ``pos_low`` and
+    ``pos_weight`` (segments in order, no gap).
+    """
+
+    bucket: np.ndarray
+    neg: np.ndarray
+    pos: np.ndarray
+    neg_low: np.ndarray
+    pos_low: np.ndarray
+    pos_weight: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(array.nbytes) for array in (self.bucket, self.neg, self.pos, self.neg_low,
+                                                   self.pos_low, self.pos_weight))
+
+    @staticmethod
+    def empty(low_dtype: np.dtype) -> _Piece:
+        no_index = np.zeros(0, dtype=np.int64)
+        return _Piece(no_index, no_index, no_index, np.zeros(0, dtype=low_dtype),
+                      np.zeros(0, dtype=low_dtype), np.zeros(0, dtype=np.float64))
+
+
+def _exclusive_cumsum(values: np.ndarray) -> np.ndarray:
+    out = np.zeros(values.shape[0], dtype=np.int64)
+    if values.shape[0] > 1:
+        np.cumsum(values[:-1], out=out[1:])
+    return out
+
+
+def _group_by_bucket(pieces: Sequence[_Piece]) -> _Piece:
+    """One piece holding every pixel of ``pieces``, one segment per bucket, ascending."""
+    if len(pieces) == 1 and np.all(np.diff(pieces[0].bucket) > 0):
+        return pieces[0]
+    bucket = np.concatenate([piece.bucket for piece in pieces])
+    neg = np.concatenate([piece.neg for piece in pieces])
+    pos = np.concatenate([piece.pos for piece in pieces])
+    order = np.argsort(bucket, kind="stable")
+    neg_low = _gather(np.concatenate([piece.neg_low for piece in pieces]), neg, order)
+    pos_low = _gather(np.concatenate([piece.pos_low for piece in pieces]), pos, order)
+    pos_weight = _gather(np.concatenate([piece.pos_weight for piece in pieces]), pos, order)
+    sorted_bucket = bucket[order]
+    buckets, first = np.unique(sorted_bucket, return_index=True)
+    if buckets.shape[0] == 0:
+        return _Piece.empty(neg_low.dtype)
+    return _Piece(buckets.astype(np.int64), np.add.reduceat(neg[order], first).astype(np.int64),
+                  np.add.reduceat(pos[order], first).astype(np.int64), neg_low, pos_low,
+                  pos_weight)
+
+
+def _gather(data: np.ndarray, lengths: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The segments of ``data`` (consecutive, of ``lengths``) in the order ``order``."""
+    target = np.empty_like(data)
+    if data.shape[0]:
+        _kernels.copy_segments(data, _exclusive_cumsum(lengths)[order], lengths[order],
+                               _exclusive_cumsum(lengths[order]), target)
+    return target
+
+
+def _keys_of_floats(values: np.ndarray) -> np.ndarray:
+    """Sort keys (uint64) of float64 values (vectorised :func:`pimo._kernels.key_of_bits`)."""
+    _, _, sign_bit, _, all_ones = _kernels.KEY_LAYOUTS[np.dtype(np.float64)]
+    bits = (values + 0.0).view(np.uint64)  # -0.0 + 0.0 == +0.0
+    return np.where(bits & sign_bit, bits ^ all_ones, bits | sign_bit)
+
+
+def _as_batch_arrays(images: Any) -> Any:
+    """Detach torch tensors and drop a channel axis of size 1: (B, 1, H, W) -> (B, H, W)."""
+    if hasattr(images, "detach") and hasattr(images, "cpu"):  # torch, without importing it
+        images = images.detach()
+        if images.ndim == 4 and images.shape[1] == 1:
+            images = images[:, 0]
+        return images.cpu().numpy()
+    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1] == 1:
+        return images[:, 0]
+    return images
+
+
+def _on_accelerator(images: Any) -> bool:
+    """True for a floating (B, H, W), (B, 1, H, W) or (B, D, H, W) torch tensor off the CPU."""
+    device = getattr(images, "device", None)
+    return (
+        device is not None and getattr(device, "type", "cpu") != "cpu"
+        and hasattr(images, "detach") and getattr(images, "ndim", 0) in (3, 4)
+        and str(images.dtype) in ("torch.float16", "torch.float32", "torch.float64")
+    )
+
+
+def _image_name(offset: int, local: int, paths: Sequence[str] | None) -> str:
+    """``"image 7 ('a/b.png')"`` for image ``local`` of a batch after ``offset`` images."""
+    path = f" ({paths[local]!r})" if paths and paths[local] else ""
+    return f"image {offset + local}{path}"
+
+
+_IMAGE_NUMBER = re.compile(r"\bimage (\d+)\b")
+
+
+def _renumbered(error: PimoError, offset: int) -> PimoError:
+    """``error`` with its image numbered in the accumulator (``offset`` images before)."""
+    if offset == 0 or error.image_index is None:
+        return error
+    message = _IMAGE_NUMBER.sub(
+        lambda match: f"image {int(match.group(1)) + offset}"
+        if int(match.group(1)) == error.image_index else match.group(0),
+        str(error), count=1,
+    )
+    return type(error)(message, image_index=error.image_index + offset, path=error.path)
+
+
+class SetMetricsAccumulator:
+    """Exact AUROC, AUPRO, pixel AP and F1-max, accumulated batch by batch in one pass.
+
+    ``update`` takes batches in any order and of any size; ``merge``, ``state_dict`` and
+    ``from_state_dict`` combine the states of several workers; ``compute`` gives exactly the
+    result of :func:`set_metrics` on all images (to rounding, 1e-12), whatever the order,
+    batching and merge tree::
+
+        accumulator = SetMetricsAccumulator(fpr_limits=(0.3, 0.05))
+        for anomaly_maps, masks in loader:
+            accumulator.update(anomaly_maps, masks)
+        result = accumulator.compute()
 
     Parameters
     ----------
     fpr_limits : sequence of float
         AUPRO limits U in (0, 1]; ``()`` for none.
-    auroc : bool
-        Compute the AUROC too (it needs every bucket that holds both classes; without it only
-        the buckets left of the largest limit are resolved).
+    auroc, ap, f1_max : bool
+        Compute the pixel AUROC, the pixel average precision (as
+        ``sklearn.metrics.average_precision_score``), and the largest pixel F1 with its
+        threshold.
     curves : bool
-        Keep the ROC/PRO curve vertices (resolves every bucket; memory grows with the number
-        of distinct anomalous scores, about 64 bytes each).
+        Also return the ROC/PRO curve vertices (:class:`SetCurves`).
     connectivity : int, optional
         Region connectivity (see :func:`label_regions`); default 8 (2-D) / 26 (3-D).
-    max_buffer_bytes : int
-        Memory for the gathered pixels of one window (default 512 MiB): 2 bytes per normal
-        pixel and 10 per anomalous pixel of the window for float32 maps, 8 and 16 for float64.
-        A smaller budget means more passes, never a different result.
+    max_state_bytes : int
+        Largest state allowed (default 4 GiB); beyond it ``update`` raises
+        :class:`PimoValueError` with the numbers.
     dtype : numpy dtype, optional
-        Score dtype (float32 or float64). By default that of the first batch; later float32
-        batches are widened exactly when the stream is float64, and a float64 batch fed to a
-        float32 stream is refused (construct the stream with ``dtype=np.float64``).
+        Score dtype of the state, float32 or float64. By default that of the first batch; when
+        a float64 (or integer) batch follows float32 ones, the state is re-keyed in float64,
+        exactly (float32 scores are float64 scores). A given dtype is fixed: float32 batches
+        are widened exactly into a float64 state, a float64 batch is refused by a float32 one.
+        State dicts are concatenated only between accumulators of the same dtype (their
+        arrays' dtypes differ): construct them all with the same ``dtype``.
 
     Notes
     -----
-    Memory does not grow with the number of images: the histograms take 65,536 x 24 bytes per
-    thread, one window's buffer is bounded by ``max_buffer_bytes`` (a single bucket larger
-    than the budget, i.e. a very narrow score range holding a large share of the pixels, is
-    gathered alone and can exceed it), and each batch needs its region runs (a few bytes per
-    run of mask pixels). Only ``curves=True`` keeps data that grows with the set.
+    **State.** Scores are ordered by their sort key (:mod:`pimo._kernels._common`); the top
+    16 bits pick one of 65,536 buckets of consecutive scores. The state holds per bucket the
+    number of normal pixels, of anomalous pixels and the sum of the anomalous pixels' PRO
+    weights ``1 / |region|`` (3 x 65,536 numbers: 1.5 MiB), and, for each pixel, the low bits
+    of its key grouped by bucket (counting sort at ``update``). A bucket's normal low keys
+    are turned into its dense 65,536-bin histogram (512 KiB) once they would take more room:
+
+    - float32 maps: 2 bytes per normal pixel (at most 512 KiB per bucket) and 10 bytes per
+      anomalous pixel (2 for the key, 8 for its weight);
+    - float64 maps: 8 bytes per normal and 16 per anomalous pixel.
+
+    This is the smallest exact state: the AUROC depends on the order of every normal pixel
+    relative to every anomalous one, and the state keeps that order and nothing more (the
+    pixels' positions and images are dropped; only the number of regions is kept). Regions
+    are labelled per image at ``update``.
+
+    **Devices.** A floating torch tensor off the CPU (e.g. on a GPU) is summarised on its
+    device: keys, bucket counts and the normal pixels' low keys sorted there; only those, the
+    anomalous pixels' scores and the masks (for the regions) move to the CPU. CPU tensors and
+    arrays go through the numba kernels; both give the same state.
+
+    **compute.** Buckets holding one class only are applied as one step from their counts;
+    the others (and the anomalous-only ones, for AP and F1) are walked score by score in
+    cache (:func:`pimo._kernels.resolve_buckets`).
     """
+
+    STATE_REDUCTIONS: ClassVar[dict[str, str]] = {
+        "neg_hist": "sum",
+        "pos_hist": "sum",
+        "pos_weight_hist": "sum",
+        "counts": "sum",
+        "seg_bucket": "cat",
+        "seg_neg": "cat",
+        "seg_pos": "cat",
+        "neg_low": "cat",
+        "pos_low": "cat",
+        "pos_weight": "cat",
+        "dense_bucket": "cat",
+        "dense_counts": "cat",
+    }
 
     def __init__(
         self,
         fpr_limits: Iterable[float] = DEFAULT_FPR_LIMITS,
         *,
         auroc: bool = True,
+        ap: bool = True,
+        f1_max: bool = True,
         curves: bool = False,
         connectivity: int | None = None,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+        max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
         dtype: Any = None,
     ) -> None:
         self._limits = _validate_limits(fpr_limits)
-        if not auroc and not self._limits and not curves:
+        if not (auroc or ap or f1_max or curves or self._limits):
             raise PimoValueError(
-                "Nothing to compute: pass auroc=True, curves=True or at least one FPR limit."
+                "Nothing to compute: pass auroc=True, ap=True, f1_max=True, curves=True or at "
+                "least one FPR limit."
             )
         if connectivity is not None and not any(
             connectivity in ranks for ranks in _CONNECTIVITY_RANKS.values()
@@ -425,154 +600,496 @@ class SetMetricsStream:
                 f"connectivity={connectivity!r} is not valid: use 4 or 8 (2-D), 6, 18 or 26 "
                 "(3-D), or None."
             )
-        if int(max_buffer_bytes) <= 0:
-            raise PimoValueError(f"max_buffer_bytes must be positive, got {max_buffer_bytes!r}.")
+        if int(max_state_bytes) <= 0:
+            raise PimoValueError(f"max_state_bytes must be positive, got {max_state_bytes!r}.")
         self._want_auroc = bool(auroc)
+        self._want_ap = bool(ap)
+        self._want_f1 = bool(f1_max)
         self._want_curves = bool(curves)
         self._connectivity = connectivity
-        self._budget = int(max_buffer_bytes)
+        self._max_state_bytes = int(max_state_bytes)
         self._dtype: np.dtype | None = None if dtype is None else np.dtype(dtype)
+        self._fixed_dtype = dtype is not None
         if self._dtype is not None and self._dtype not in _kernels.KEY_LAYOUTS:
             raise PimoTypeError(f"dtype must be float32 or float64, got {self._dtype}.")
         self._num_chunks = max(1, min(int(nb.get_num_threads()), 64))
-        self._pass = 0
-        self._done = False
-        # totals of pass 1
-        self._neg_total = np.zeros(_kernels.NUM_BUCKETS, dtype=np.int64)
-        self._pos_total = np.zeros(_kernels.NUM_BUCKETS, dtype=np.int64)
-        self._weight_total = np.zeros(_kernels.NUM_BUCKETS, dtype=np.float64)
+        self._neg_hist = np.zeros(_kernels.NUM_BUCKETS, dtype=np.int64)
+        self._pos_hist = np.zeros(_kernels.NUM_BUCKETS, dtype=np.int64)
+        self._weight_hist = np.zeros(_kernels.NUM_BUCKETS, dtype=np.float64)
         self._num_images = 0
         self._num_pixels = 0
         self._num_regions = 0
-        # what the current pass has seen
-        self._pass_images = 0
-        self._pass_pixels = 0
-        # accumulated exact contributions
-        self._auroc_sum = 0.0
-        self._area_sums = np.zeros(len(self._limits), dtype=np.float64)
-        self._vertices: list[tuple[np.ndarray, ...]] = []
-        self._windows: list[np.ndarray] = []
-        self._window: dict[str, Any] | None = None
+        self._pieces: list[_Piece] = []
+        self._compacted_bytes = 0  # bytes of the first piece when it is the compacted one
+        self._dense_bucket = np.zeros(0, dtype=np.int64)
+        self._dense = np.zeros((0, _kernels.NUM_BUCKETS), dtype=np.int64)
+        self._paths: list[str | None] = []
 
-    # -- state -------------------------------------------------------------------------------
-    @property
-    def pass_index(self) -> int:
-        """Index of the pass being fed (0 = the histogram pass)."""
-        return self._pass
-
-    @property
-    def planned_passes(self) -> int | None:
-        """Total passes, known once the first pass is closed (None before)."""
-        if self._pass == 0 and not self._done:
-            return None
-        return 1 + len(self._windows)
-
+    # -- settings and sizes ------------------------------------------------------------------
     @property
     def fpr_limits(self) -> tuple[float, ...]:
         """The AUPRO limits."""
         return self._limits
 
-    # -- feeding -----------------------------------------------------------------------------
-    def add(self, anomaly_map: Any, mask: Any, *, path: str | None = None) -> None:
-        """Feed one image: its anomaly map and its mask (same shape, 2-D or 3-D)."""
-        self.add_batch([anomaly_map], [mask], paths=None if path is None else [path])
+    @property
+    def connectivity(self) -> int | None:
+        """The region connectivity (None = full)."""
+        return self._connectivity
 
-    def add_batch(self, anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None = None
-                  ) -> None:
-        """Feed several images at once (an (N, H, W) array or sequences); uses all cores."""
-        if self._done:
-            raise PimoValueError(
-                "This stream needs no more passes; call compute() (or start a new stream)."
-            )
-        image_set = as_image_set(anomaly_maps, masks, paths=paths)
-        self._feed(self._prepare(image_set))
+    @property
+    def num_images(self) -> int:
+        """Images accumulated so far."""
+        return self._num_images
 
-    def _prepare(self, image_set: ImageSet) -> _Batch:
-        dtype = image_set.map_dtype
-        if self._dtype is None:
-            self._dtype = dtype
-        elif dtype.itemsize > self._dtype.itemsize:
-            raise PimoTypeError(
-                f"These anomaly maps are {dtype} but the stream holds {self._dtype} scores; "
-                "narrowing would change the scores. Construct the stream with "
-                "dtype=np.float64 to mix float32 and float64 maps."
-            )
-        return _Batch(image_set, self._dtype, self._connectivity, self._pass_images,
-                      self._num_chunks)
+    @property
+    def paths(self) -> list[str | None]:
+        """Path of each accumulated image (None when not given), in arrival order."""
+        return list(self._paths)
 
-    def _feed(self, batch: _Batch) -> None:
-        batch.first_index = self._pass_images
-        neg, pos, weight = batch.counts(self._dtype)
-        if self._pass == 0:
-            self._neg_total += neg.sum(axis=0)
-            self._pos_total += pos.sum(axis=0)
-            self._weight_total += weight.sum(axis=0)
-            self._num_regions += batch.num_regions
-            self._num_images += batch.num_images
-            self._num_pixels += batch.num_pixels
+    @property
+    def state_bytes(self) -> int:
+        """Bytes of the state: histograms, low keys of the pixels, dense bucket histograms."""
+        return (self._neg_hist.nbytes + self._pos_hist.nbytes + self._weight_hist.nbytes
+                + sum(piece.nbytes for piece in self._pieces) + self._dense.nbytes
+                + self._dense_bucket.nbytes)
+
+    def _state_dtype(self) -> np.dtype:
+        return self._dtype if self._dtype is not None else np.dtype(np.float32)
+
+    def _settings(self) -> dict[str, Any]:
+        return {"fpr_limits": self._limits, "auroc": self._want_auroc, "ap": self._want_ap,
+                "f1_max": self._want_f1, "curves": self._want_curves,
+                "connectivity": self._connectivity, "max_state_bytes": self._max_state_bytes}
+
+    # -- update ------------------------------------------------------------------------------
+    def update(self, anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None = None
+               ) -> None:
+        """Add a batch of images.
+
+        Parameters
+        ----------
+        anomaly_maps : array or tensor (B, H, W), (B, 1, H, W), (B, D, H, W), or a sequence
+            Raw anomaly scores; numpy arrays or torch tensors (detached, on any device), images
+            of any sizes in a sequence. (B, 1, H, W) is read as B images of (H, W); (B, D, H, W)
+            with D > 1 as B volumes (regions 26-connected by default).
+        masks : same layout
+            Binary ground truth.
+        paths : sequence of str, optional
+            Image paths for messages (:attr:`paths`).
+
+        Raises
+        ------
+        PimoError
+            Bad input, naming the image by its number in the accumulator (arrival order).
+        """
+        if _on_accelerator(anomaly_maps):
+            self._update_on_device(anomaly_maps, masks, paths)
         else:
-            self._scatter(batch, neg, pos)
-        self._pass_images += batch.num_images
-        self._pass_pixels += batch.num_pixels
+            self._update_on_host(anomaly_maps, masks, paths)
 
-    def _scatter(self, batch: _Batch, neg: np.ndarray, pos: np.ndarray) -> None:
-        window = self._window
-        assert window is not None
-        in_window = window["in_window"]
-        # chunk c of this batch writes bucket b from the fill point plus the earlier chunks
-        neg_cursor = np.empty_like(neg)
-        pos_cursor = np.empty_like(pos)
-        neg_next = window["neg_fill"].copy()
-        pos_next = window["pos_fill"].copy()
-        for chunk in range(neg.shape[0]):
-            neg_cursor[chunk] = neg_next
-            pos_cursor[chunk] = pos_next
-            neg_next += neg[chunk]
-            pos_next += pos[chunk]
-        if np.any((neg_next > window["neg_end"]) & in_window) or np.any(
-            (pos_next > window["pos_end"]) & in_window
-        ):
-            self._raise_changed_images()
+    def _update_on_host(self, anomaly_maps: Any, masks: Any, paths: Sequence[str] | None
+                        ) -> None:
+        offset = self._num_images
+        try:
+            image_set = as_image_set(_as_batch_arrays(anomaly_maps), _as_batch_arrays(masks),
+                                     paths=paths)
+        except PimoError as error:
+            raise _renumbered(error, offset) from None
+        self._adopt_dtype(image_set.map_dtype)
+        assert self._dtype is not None
+        batch = _Batch(image_set, self._dtype, self._connectivity, offset, self._num_chunks)
+        piece = self._summarise(batch)
+        self._num_images += batch.num_images
+        self._num_pixels += batch.num_pixels
+        self._num_regions += batch.num_regions
+        self._paths.extend(image_set.paths if image_set.paths else [None] * batch.num_images)
+        self._pieces.append(piece)
+        self._after_growth()
+
+    def _update_on_device(self, anomaly_maps: Any, masks: Any, paths: Sequence[str] | None
+                          ) -> None:
+        """:meth:`update` for a floating torch tensor: keys, counts and sorted keys on its device.
+
+        Only the masks (for the regions), the bucket counts, the normal pixels' low keys
+        (2 bytes each for float32 maps) and the anomalous pixels' scores move to the CPU; the
+        summary is the same as :meth:`_summarise`'s (low keys sorted inside each bucket).
+        """
+        import torch
+
+        maps = anomaly_maps.detach()
+        if maps.ndim == 4 and maps.shape[1] == 1:
+            maps = maps[:, 0]
+        offset = self._num_images
+        mask_array = np.asarray(_as_batch_arrays(masks))
+        num_images = int(maps.shape[0])
+        if paths is not None:
+            paths = [str(path) for path in paths]
+        if tuple(mask_array.shape) != tuple(maps.shape) or (paths is not None
+                                                             and len(paths) != num_images):
+            # let the common checks name the problem
+            self._update_on_host(maps.cpu().numpy(), mask_array, paths)
+            return
+        if maps.dtype == torch.float16:
+            maps = maps.float()
+        dtype = np.dtype(np.float64) if maps.dtype == torch.float64 else np.dtype(np.float32)
+        self._adopt_dtype(dtype)
+        assert self._dtype is not None
+        if self._dtype != dtype:
+            maps = maps.double()
+        flat_maps = maps.reshape(num_images, -1) + 0.0  # -0.0 + 0.0 == +0.0: one key for zero
+        finite = torch.isfinite(flat_maps)
+        if not bool(finite.all()):
+            image, pixel = (int(v) for v in torch.nonzero(~finite)[0].tolist())
+            raise NonFiniteScoreError(
+                f"The anomaly map of {_image_name(offset, image, paths)} "
+                f"holds NaN or infinite scores (the first at flat pixel {pixel}). AUROC and "
+                "AUPRO need finite scores: fix the model output, or replace them (e.g. "
+                "torch.nan_to_num) on purpose.",
+                image_index=offset + image, path=paths[image] if paths else None)
+        flat_masks = []
+        for index in range(num_images):
+            try:
+                flat_masks.append(_flat_mask(mask_array[index], index, paths))
+            except PimoError as error:
+                raise _renumbered(error, offset) from None
+        masks_flat = np.concatenate(flat_masks)
+        image_offsets = np.arange(num_images + 1, dtype=np.int64) * flat_masks[0].shape[0]
+        shape = tuple(int(side) for side in maps.shape[1:])
+        rank = _connectivity_rank(self._connectivity, len(shape),
+                                  f"the mask of {_image_name(offset, 0, paths)}")
+        mask_counts = _kernels.mask_counts(masks_flat, image_offsets)
+        anomalous = np.flatnonzero(mask_counts).astype(np.int64)
+        dims = np.tile(np.array(_dims(shape), dtype=np.int64), (num_images, 1))
+        _, _, run_lengths, run_weights, regions = _kernels.image_runs(
+            masks_flat, image_offsets, anomalous, dims, np.full(num_images, rank, dtype=np.int64))
+        # signed keys: the float order is the integer order of these
+        bits = flat_maps.view(torch.int64 if self._dtype == np.float64 else torch.int32)
+        key_bits = 8 * self._dtype.itemsize
+        shift = key_bits - _kernels.BUCKET_BITS
+        signed = torch.where(bits < 0, bits ^ ((1 << (key_bits - 1)) - 1), bits)
+        low_mask = (1 << shift) - 1
+        is_anomalous = torch.from_numpy(masks_flat.view(bool).reshape(num_images, -1)).to(
+            flat_maps.device)
+        normal = torch.sort(signed[~is_anomalous]).values
+        neg_bucket = (normal >> shift).long() + _kernels.NUM_BUCKETS // 2
+        neg_total = torch.bincount(neg_bucket, minlength=_kernels.NUM_BUCKETS).cpu().numpy()
+        low_dtype = _LOW_DTYPES[self._dtype]
+        if low_dtype == np.uint16:
+            neg_low = (normal & low_mask).to(torch.int16).cpu().numpy().view(np.uint16)
+        else:
+            neg_low = (normal & low_mask).cpu().numpy().view(np.uint64)
+        signed_pos = signed[is_anomalous].cpu().numpy().astype(np.int64)  # raster order
+        pos_bucket = (signed_pos >> shift) + _kernels.NUM_BUCKETS // 2
+        order = np.argsort(pos_bucket, kind="stable")
+        pos_low = (signed_pos[order] & low_mask).astype(low_dtype)
+        pos_weight = np.repeat(run_weights, run_lengths)[order]
+        pos_total = np.bincount(pos_bucket, minlength=_kernels.NUM_BUCKETS).astype(np.int64)
+        self._neg_hist += neg_total
+        self._pos_hist += pos_total
+        self._weight_hist += np.bincount(pos_bucket[order], weights=pos_weight,
+                                         minlength=_kernels.NUM_BUCKETS)
+        present = np.flatnonzero(neg_total + pos_total).astype(np.int64)
+        self._num_images += num_images
+        self._num_pixels += int(flat_maps.numel())
+        self._num_regions += int(regions.sum())
+        self._paths.extend(paths if paths else [None] * num_images)
+        self._pieces.append(_Piece(present, neg_total[present].astype(np.int64),
+                                   pos_total[present], neg_low, pos_low, pos_weight))
+        self._after_growth()
+
+    def _adopt_dtype(self, batch_dtype: np.dtype) -> None:
+        """Take the first batch's dtype, or re-key the state for a wider one."""
+        if self._dtype is None:
+            self._dtype = batch_dtype
+        elif batch_dtype.itemsize > self._dtype.itemsize:
+            if self._fixed_dtype:
+                raise PimoTypeError(
+                    f"These anomaly maps are {batch_dtype} but the accumulator was constructed "
+                    f"with dtype={self._dtype}; narrowing would change the scores. Construct it "
+                    "with dtype=np.float64 (or dtype=None to re-key the state when a float64 "
+                    "batch arrives)."
+                )
+            self._widen()
+
+    def _summarise(self, batch: _Batch) -> _Piece:
+        """The batch's class histograms (added to the state) and low keys grouped by bucket."""
+        assert self._dtype is not None
+        neg, pos, weight = batch.counts(self._dtype)
+        neg_total = neg.sum(axis=0)
+        pos_total = pos.sum(axis=0)
+        self._neg_hist += neg_total
+        self._pos_hist += pos_total
+        self._weight_hist += weight.sum(axis=0)
+        # counting sort: chunk c writes bucket b after every earlier bucket and earlier chunk
+        neg_cursor = _exclusive_cumsum(neg_total) + (np.cumsum(neg, axis=0) - neg)
+        pos_cursor = _exclusive_cumsum(pos_total) + (np.cumsum(pos, axis=0) - pos)
+        low_dtype = _LOW_DTYPES[self._dtype]
+        neg_low = np.empty(int(neg_total.sum()), dtype=low_dtype)
+        pos_low = np.empty(int(pos_total.sum()), dtype=low_dtype)
+        pos_weight = np.empty(pos_low.shape[0], dtype=np.float64)
         shift, sign_bit, all_ones, _ = batch.key_constants(self._dtype)
         _kernels.scatter_window(
             batch.bits, batch.offsets, batch.item_image, batch.item_begin, batch.item_end,
             batch.run_offsets, batch.run_starts, batch.run_lengths, batch.run_weights, shift,
-            sign_bit, all_ones, in_window, neg_cursor, pos_cursor, window["neg_low"],
-            window["pos_low"], window["pos_weight"],
+            sign_bit, all_ones, np.ones(_kernels.NUM_BUCKETS, dtype=np.bool_), neg_cursor,
+            pos_cursor, neg_low, pos_low, pos_weight,
         )
-        window["neg_fill"] = neg_next
-        window["pos_fill"] = pos_next
+        present = np.flatnonzero(neg_total + pos_total)
+        return _Piece(present.astype(np.int64), neg_total[present], pos_total[present], neg_low,
+                      pos_low, pos_weight)
 
-    def _raise_changed_images(self) -> None:
-        raise PimoValueError(
-            f"The images fed in pass {self._pass + 1} differ from those of pass 1 "
-            f"({self._num_images} images, {self._num_pixels} pixels). Feed exactly the same "
-            "images, with the same maps and masks, in every pass."
-        )
+    def _after_growth(self) -> None:
+        """Compact when the new pieces outgrow the compacted one; enforce the budget."""
+        new_bytes = sum(piece.nbytes for piece in self._pieces) - self._compacted_bytes
+        if len(self._pieces) > _MAX_PIECES or (
+            len(self._pieces) > 1 and new_bytes >= max(self._compacted_bytes, _COMPACT_MIN_BYTES)
+        ) or self.state_bytes > self._max_state_bytes:
+            self._compact()
+        if self.state_bytes > self._max_state_bytes:
+            piece = self._pieces[0] if self._pieces else _Piece.empty(np.dtype(np.uint16))
+            raise PimoValueError(
+                f"The set-metrics state takes {self.state_bytes} bytes after "
+                f"{self._num_images} images, over max_state_bytes={self._max_state_bytes}: "
+                f"{int(piece.neg.sum())} normal and {int(piece.pos.sum())} anomalous pixels "
+                f"kept as {self._state_dtype()} key bits, {self._dense.shape[0]} dense bucket "
+                f"histograms. Pass a larger max_state_bytes (each further normal pixel takes "
+                f"{_LOW_DTYPES[self._state_dtype()].itemsize} bytes, each anomalous pixel "
+                f"{_LOW_DTYPES[self._state_dtype()].itemsize + 8}), or feed float32 maps "
+                "(a quarter of the float64 state)."
+            )
 
-    # -- passes ------------------------------------------------------------------------------
-    def needs_another_pass(self) -> bool:
-        """Close the pass just fed; True if the images must be fed once more."""
-        if self._done:
-            return False
-        if self._pass == 0:
-            self._close_histogram_pass()
-        else:
-            self._close_window_pass()
-        if self._pass < len(self._windows):
-            self._open_window(self._windows[self._pass])
-            self._pass += 1
-            self._pass_images = 0
-            self._pass_pixels = 0
-            return True
-        self._done = True
-        return False
+    def _compact(self, *, dense: bool = True) -> None:
+        """One piece grouped by bucket; large normal key lists become dense histograms."""
+        if not self._pieces:
+            return
+        piece = _group_by_bucket(self._pieces)
+        if dense and self._state_dtype() == np.dtype(np.float32):
+            piece = self._to_dense(piece)
+        self._pieces = [piece]
+        self._compacted_bytes = piece.nbytes
 
-    def _close_histogram_pass(self) -> None:
+    def _to_dense(self, piece: _Piece) -> _Piece:
+        convert = piece.neg > _DENSE_MIN_PIXELS
+        if not np.any(convert):
+            return piece
+        rows = np.empty(int(convert.sum()), dtype=np.int64)
+        known = {int(bucket): row for row, bucket in enumerate(self._dense_bucket.tolist())}
+        new_buckets = []
+        for position, bucket in enumerate(piece.bucket[convert].tolist()):
+            if bucket not in known:
+                known[bucket] = self._dense_bucket.shape[0] + len(new_buckets)
+                new_buckets.append(bucket)
+            rows[position] = known[bucket]
+        if new_buckets:
+            self._dense_bucket = np.concatenate(
+                (self._dense_bucket, np.array(new_buckets, dtype=np.int64)))
+            self._dense = np.concatenate(
+                (self._dense, np.zeros((len(new_buckets), _kernels.NUM_BUCKETS), np.int64)))
+        begins = _exclusive_cumsum(piece.neg)
+        _kernels.add_to_dense(piece.neg_low, begins[convert], (begins + piece.neg)[convert],
+                              rows, self._dense)
+        keep = np.flatnonzero(~convert)
+        kept_neg = np.where(convert, 0, piece.neg)
+        neg_low = np.empty(int(kept_neg.sum()), dtype=piece.neg_low.dtype)
+        _kernels.copy_segments(piece.neg_low, begins[keep], piece.neg[keep],
+                               _exclusive_cumsum(kept_neg)[keep], neg_low)
+        return _Piece(piece.bucket, kept_neg, piece.pos, neg_low, piece.pos_low,
+                      piece.pos_weight)
+
+    def _widen(self) -> None:
+        """Re-key a float32 state in float64 (exact: float32 scores are float64 scores)."""
+        if self._dtype == np.dtype(np.float64):
+            return
+        self._dtype = np.dtype(np.float64)
+        self._compact(dense=False)
+        piece = self._pieces[0] if self._pieces else _Piece.empty(np.dtype(np.uint16))
+        float32 = np.dtype(np.float32)
+
+        def keys64(bucket: np.ndarray, low: np.ndarray) -> np.ndarray:
+            keys32 = (bucket.astype(np.uint64) << np.uint64(16)) | low.astype(np.uint64)
+            return _keys_of_floats(_floats_from_keys(keys32, float32))
+
+        neg_keys = [keys64(np.repeat(piece.bucket, piece.neg), piece.neg_low)]
+        for row, bucket in enumerate(self._dense_bucket.tolist()):
+            lows = np.repeat(np.arange(_kernels.NUM_BUCKETS), self._dense[row])
+            neg_keys.append(keys64(np.full(lows.shape, bucket), lows))
+        neg_key = np.concatenate(neg_keys)
+        pos_key = keys64(np.repeat(piece.bucket, piece.pos), piece.pos_low)
+        shift = np.uint64(64 - _kernels.BUCKET_BITS)
+        low_mask = (np.uint64(1) << shift) - np.uint64(1)
+        neg_bucket = (neg_key >> shift).astype(np.int64)
+        pos_bucket = (pos_key >> shift).astype(np.int64)
+        neg_order = np.argsort(neg_bucket, kind="stable")
+        pos_order = np.argsort(pos_bucket, kind="stable")
+        size = _kernels.NUM_BUCKETS
+        self._neg_hist = np.bincount(neg_bucket, minlength=size).astype(np.int64)
+        self._pos_hist = np.bincount(pos_bucket, minlength=size).astype(np.int64)
+        pos_weight = piece.pos_weight[pos_order]
+        self._weight_hist = np.bincount(pos_bucket[pos_order], weights=pos_weight,
+                                        minlength=size).astype(np.float64)
+        present = np.flatnonzero(self._neg_hist + self._pos_hist).astype(np.int64)
+        self._pieces = [] if present.shape[0] == 0 else [_Piece(
+            present, self._neg_hist[present], self._pos_hist[present],
+            neg_key[neg_order] & low_mask, pos_key[pos_order] & low_mask, pos_weight)]
+        self._compacted_bytes = self._pieces[0].nbytes if self._pieces else 0
+        self._dense_bucket = np.zeros(0, dtype=np.int64)
+        self._dense = np.zeros((0, _kernels.NUM_BUCKETS), dtype=np.int64)
+
+    # -- merging and state dicts -------------------------------------------------------------
+    def merge(self, other: SetMetricsAccumulator) -> SetMetricsAccumulator:
+        """Add ``other``'s images after this accumulator's own (``other`` is left unchanged).
+
+        Raises
+        ------
+        PimoValueError
+            The accumulators have different FPR limits or connectivity (both values named).
+        """
+        if not isinstance(other, SetMetricsAccumulator):
+            raise PimoTypeError(
+                f"Can only merge a SetMetricsAccumulator, got {type(other).__name__}.")
+        for name, mine, theirs in (("fpr_limits", self._limits, other._limits),
+                                   ("connectivity", self._connectivity, other._connectivity)):
+            if mine != theirs:
+                raise PimoValueError(
+                    f"Cannot merge set-metric accumulators with different {name}: "
+                    f"{mine!r} here, {theirs!r} in the other. Construct every accumulator with "
+                    "the same settings."
+                )
+        if other._dtype is not None and other._dtype.itemsize > self._state_dtype().itemsize:
+            if self._fixed_dtype:
+                raise PimoTypeError(
+                    f"Cannot merge a {other._dtype} state into an accumulator constructed with "
+                    f"dtype={self._dtype}: narrowing would change the scores. Construct it "
+                    "with dtype=np.float64 (or None).")
+            self._widen()
+        elif self._dtype is not None and other._dtype is not None and (
+                self._dtype.itemsize > other._dtype.itemsize):
+            other = SetMetricsAccumulator.from_state_dict(other.state_dict(), **other._settings())
+            other._widen()
+        if self._dtype is None:
+            self._dtype = other._dtype
+        self._neg_hist = self._neg_hist + other._neg_hist
+        self._pos_hist = self._pos_hist + other._pos_hist
+        self._weight_hist = self._weight_hist + other._weight_hist
+        self._num_images += other._num_images
+        self._num_pixels += other._num_pixels
+        self._num_regions += other._num_regions
+        self._paths.extend(other._paths)
+        self._pieces = self._pieces + other._pieces
+        self._add_dense(other._dense_bucket, other._dense)
+        self._after_growth()
+        return self
+
+    def _add_dense(self, buckets: np.ndarray, dense: np.ndarray) -> None:
+        """Add dense bucket histograms (rows of the same bucket are summed)."""
+        if buckets.shape[0] == 0:
+            return
+        all_buckets = np.concatenate((self._dense_bucket, buckets))
+        unique, inverse = np.unique(all_buckets, return_inverse=True)
+        combined = np.zeros((unique.shape[0], _kernels.NUM_BUCKETS), dtype=np.int64)
+        np.add.at(combined, inverse, np.concatenate((self._dense, dense)))
+        self._dense_bucket = unique.astype(np.int64)
+        self._dense = combined
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The state as numeric arrays; see :attr:`STATE_REDUCTIONS` to combine several.
+
+        Concatenating the ``"cat"`` arrays of several state dicts along axis 0, adding the
+        ``"sum"`` arrays and calling :meth:`from_state_dict` gives the merged accumulator. Low
+        key bits are stored as int16 (float32 state) or int64 (float64) bit patterns.
+        """
+        dtype = self._state_dtype()
+        pieces = self._pieces or [_Piece.empty(_LOW_DTYPES[dtype])]
+        state_low = _STATE_LOW_DTYPES[dtype]
+        return {
+            "neg_hist": self._neg_hist.copy(),
+            "pos_hist": self._pos_hist.copy(),
+            "pos_weight_hist": self._weight_hist.copy(),
+            "counts": np.array([self._num_images, self._num_pixels, self._num_regions],
+                               dtype=np.int64),
+            "seg_bucket": np.concatenate([piece.bucket for piece in pieces]),
+            "seg_neg": np.concatenate([piece.neg for piece in pieces]),
+            "seg_pos": np.concatenate([piece.pos for piece in pieces]),
+            "neg_low": np.concatenate([piece.neg_low for piece in pieces]).view(state_low),
+            "pos_low": np.concatenate([piece.pos_low for piece in pieces]).view(state_low),
+            "pos_weight": np.concatenate([piece.pos_weight for piece in pieces]),
+            "dense_bucket": self._dense_bucket.copy(),
+            "dense_counts": self._dense.copy(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any], **settings: Any) -> SetMetricsAccumulator:
+        """An accumulator holding ``state`` (from :meth:`state_dict`), with ``settings``.
+
+        Arrays may be numpy arrays or torch tensors (on any device). The score dtype is read
+        from the low-key arrays (int16: float32, int64: float64). Paths are not part of the
+        state: the images get no path.
+        """
+        missing = sorted(set(cls.STATE_REDUCTIONS) - set(state))
+        if missing:
+            raise PimoValueError(
+                f"The state dict lacks {missing}; pass a dict made by state_dict() (or their "
+                "concatenation/sum by STATE_REDUCTIONS).")
+        arrays = {name: np.asarray(_as_batch_arrays(state[name])) for name in cls.STATE_REDUCTIONS}
+        low_dtype = arrays["neg_low"].dtype
+        by_state_low = {value: key for key, value in _STATE_LOW_DTYPES.items()}
+        if low_dtype not in by_state_low or arrays["pos_low"].dtype != low_dtype:
+            raise PimoTypeError(
+                f"The state's low keys are {low_dtype}/{arrays['pos_low'].dtype}; expected int16 "
+                "(float32 scores) or int64 (float64 scores) in both neg_low and pos_low.")
+        data_dtype = by_state_low[low_dtype]
+        requested = settings.pop("dtype", None)
+        accumulator = cls(**settings, dtype=requested)
+        if requested is not None and accumulator._state_dtype().itemsize < data_dtype.itemsize:
+            raise PimoTypeError(
+                f"The state holds {data_dtype} scores but dtype={requested!r} was asked for; "
+                "narrowing would change the scores. Pass dtype=np.float64 or None.")
+        counts = arrays["counts"].astype(np.int64).reshape(-1)
+        if int(counts[0]) > 0 or (requested is None and data_dtype == np.float64):
+            accumulator._dtype = data_dtype
+        accumulator._num_images, accumulator._num_pixels, accumulator._num_regions = (
+            int(value) for value in counts)
+        accumulator._neg_hist = arrays["neg_hist"].astype(np.int64).reshape(-1)
+        accumulator._pos_hist = arrays["pos_hist"].astype(np.int64).reshape(-1)
+        accumulator._weight_hist = arrays["pos_weight_hist"].astype(np.float64).reshape(-1)
+        low = _LOW_DTYPES[data_dtype]
+        piece = _Piece(arrays["seg_bucket"].astype(np.int64), arrays["seg_neg"].astype(np.int64),
+                       arrays["seg_pos"].astype(np.int64),
+                       np.ascontiguousarray(arrays["neg_low"]).view(low),
+                       np.ascontiguousarray(arrays["pos_low"]).view(low),
+                       arrays["pos_weight"].astype(np.float64))
+        if (int(piece.neg.sum()) != piece.neg_low.shape[0]
+                or int(piece.pos.sum()) != piece.pos_low.shape[0]
+                or piece.pos_weight.shape[0] != piece.pos_low.shape[0]):
+            raise PimoValueError(
+                "The state dict is inconsistent: its segments count "
+                f"{int(piece.neg.sum())} normal and {int(piece.pos.sum())} anomalous pixels but "
+                f"it holds {piece.neg_low.shape[0]} and {piece.pos_low.shape[0]} keys. Combine "
+                "state dicts key by key as STATE_REDUCTIONS says (cat or sum).")
+        accumulator._pieces = [piece] if piece.bucket.shape[0] else []
+        accumulator._paths = [None] * accumulator._num_images
+        accumulator._add_dense(arrays["dense_bucket"].astype(np.int64).reshape(-1),
+                               arrays["dense_counts"].astype(np.int64).reshape(
+                                   -1, _kernels.NUM_BUCKETS))
+        if accumulator._state_dtype().itemsize > data_dtype.itemsize:
+            accumulator._dtype = data_dtype
+            accumulator._widen()
+        accumulator._after_growth()
+        return accumulator
+
+    # -- result ------------------------------------------------------------------------------
+    def compute(self) -> SetMetricsResult:
+        """The metrics of every image accumulated so far (the state is kept: update further).
+
+        Raises
+        ------
+        EmptyInputError, NoAnomalousImageError, NoNormalImageError
+            No image, no anomalous pixel or no normal pixel.
+        """
         if self._num_images == 0:
-            raise EmptyInputError("No image was fed to the stream before closing its pass.")
-        num_neg = int(self._neg_total.sum())
-        num_pos = int(self._pos_total.sum())
+            raise EmptyInputError("No image was accumulated: call update() before compute().")
+        num_neg = int(self._neg_hist.sum())
+        num_pos = int(self._pos_hist.sum())
         if num_pos == 0:
             raise NoAnomalousImageError(
                 f"None of the {self._num_pixels} pixels of the {self._num_images} images is "
@@ -586,178 +1103,119 @@ class SetMetricsStream:
                 "is anomalous (no mask has a 0): the FPR, hence AUROC and AUPRO, is undefined. "
                 "Add normal images (all-zero masks), and check that the masks are not inverted."
             )
-        self._num_neg = num_neg
-        self._num_pos = num_pos
-        buckets = np.flatnonzero(self._neg_total + self._pos_total)[::-1].astype(np.int64)
-        neg = self._neg_total[buckets]
-        pos = self._pos_total[buckets]
-        weight = self._weight_total[buckets]
+        self._compact(dense=False)
+        dtype = self._state_dtype()
+        low_dtype = _LOW_DTYPES[dtype]
+        piece = self._pieces[0] if self._pieces else _Piece.empty(low_dtype)
+        size = _kernels.NUM_BUCKETS
+        neg_begin = np.zeros(size, dtype=np.int64)
+        pos_begin = np.zeros(size, dtype=np.int64)
+        neg_length = np.zeros(size, dtype=np.int64)
+        pos_length = np.zeros(size, dtype=np.int64)
+        neg_begin[piece.bucket] = _exclusive_cumsum(piece.neg)
+        pos_begin[piece.bucket] = _exclusive_cumsum(piece.pos)
+        neg_length[piece.bucket] = piece.neg
+        pos_length[piece.bucket] = piece.pos
+        dense_row = np.full(size, -1, dtype=np.int64)
+        dense_row[self._dense_bucket] = np.arange(self._dense_bucket.shape[0])
+
+        buckets = np.flatnonzero(self._neg_hist + self._pos_hist)[::-1].astype(np.int64)
+        neg = self._neg_hist[buckets]
+        pos = self._pos_hist[buckets]
+        weight = self._weight_hist[buckets]
         neg_above = np.cumsum(neg) - neg
         pos_above = np.cumsum(pos) - pos
         weight_above = np.cumsum(weight) - weight
-        self._ordered = (buckets, neg, pos, weight, neg_above, pos_above, weight_above)
         if self._want_curves:
-            needed = np.ones(buckets.shape[0], dtype=bool)
+            resolved = np.ones(buckets.shape[0], dtype=bool)
         else:
-            needed = (neg > 0) & (pos > 0)
-            if not self._want_auroc:
+            resolved = (neg > 0) & (pos > 0)
+            if not (self._want_auroc or self._want_ap or self._want_f1):
                 largest = max(self._limits) if self._limits else 0.0
-                needed &= neg_above / num_neg < largest
-        unresolved = np.flatnonzero(~needed)
-        if unresolved.size:
-            self._resolve(unresolved, resolved=False, window=None)
-        self._windows = self._plan_windows(np.flatnonzero(needed), neg, pos)
-
-    def _plan_windows(self, positions: np.ndarray, neg: np.ndarray, pos: np.ndarray
-                      ) -> list[np.ndarray]:
-        low_bytes = 2 if self._dtype == np.dtype(np.float32) else 8
-        sizes = neg[positions] * low_bytes + pos[positions] * (low_bytes + _WEIGHT_BYTES)
-        windows: list[np.ndarray] = []
-        start = 0
-        used = 0
-        for offset, size in enumerate(sizes.tolist()):
-            if offset > start and used + size > self._budget:
-                windows.append(positions[start:offset])
-                start = offset
-                used = 0
-            used += size
-        if start < positions.shape[0]:
-            windows.append(positions[start:])
-        return windows
-
-    def _open_window(self, positions: np.ndarray) -> None:
-        buckets, neg, pos = self._ordered[0], self._ordered[1], self._ordered[2]
-        low_dtype = np.uint16 if self._dtype == np.dtype(np.float32) else np.uint64
-        window_buckets = buckets[positions]
-        neg_sizes = neg[positions]
-        pos_sizes = pos[positions]
-        neg_start = np.concatenate(([0], np.cumsum(neg_sizes))).astype(np.int64)
-        pos_start = np.concatenate(([0], np.cumsum(pos_sizes))).astype(np.int64)
-        in_window = np.zeros(_kernels.NUM_BUCKETS, dtype=np.bool_)
-        in_window[window_buckets] = True
-        neg_fill = np.zeros(_kernels.NUM_BUCKETS, dtype=np.int64)
-        pos_fill = np.zeros(_kernels.NUM_BUCKETS, dtype=np.int64)
-        neg_end = np.zeros(_kernels.NUM_BUCKETS, dtype=np.int64)
-        pos_end = np.zeros(_kernels.NUM_BUCKETS, dtype=np.int64)
-        neg_fill[window_buckets] = neg_start[:-1]
-        pos_fill[window_buckets] = pos_start[:-1]
-        neg_end[window_buckets] = neg_start[1:]
-        pos_end[window_buckets] = pos_start[1:]
-        self._window = {
-            "positions": positions,
-            "in_window": in_window,
-            "neg_start": neg_start,
-            "pos_start": pos_start,
-            "neg_fill": neg_fill,
-            "pos_fill": pos_fill,
-            "neg_end": neg_end,
-            "pos_end": pos_end,
-            "neg_low": np.empty(int(neg_start[-1]), dtype=low_dtype),
-            "pos_low": np.empty(int(pos_start[-1]), dtype=low_dtype),
-            "pos_weight": np.empty(int(pos_start[-1]), dtype=np.float64),
-        }
-
-    def _close_window_pass(self) -> None:
-        window = self._window
-        assert window is not None
-        in_window = window["in_window"]
-        if (
-            self._pass_images != self._num_images
-            or self._pass_pixels != self._num_pixels
-            or np.any((window["neg_fill"] != window["neg_end"]) & in_window)
-            or np.any((window["pos_fill"] != window["pos_end"]) & in_window)
-        ):
-            self._raise_changed_images()
-        self._resolve(window["positions"], resolved=True, window=window)
-        self._window = None
-
-    def _resolve(self, positions: np.ndarray, *, resolved: bool, window: dict[str, Any] | None
-                 ) -> None:
-        buckets, neg, pos, weight, neg_above, pos_above, weight_above = self._ordered
-        count = positions.shape[0]
-        emit = self._want_curves and resolved
-        if window is None:
-            empty_low = np.empty(0, dtype=np.uint16 if self._dtype == np.float32 else np.uint64)
-            neg_start = pos_start = np.zeros(count + 1, dtype=np.int64)
-            neg_low = pos_low = empty_low
-            pos_weight = np.empty(0, dtype=np.float64)
+                resolved &= neg_above / num_neg < largest
+            if self._want_ap or self._want_f1:
+                resolved |= pos > 0
+        begin_n = np.where(resolved, neg_begin[buckets], 0)
+        begin_p = np.where(resolved, pos_begin[buckets], 0)
+        end_n = begin_n + np.where(resolved, neg_length[buckets], 0)
+        end_p = begin_p + np.where(resolved, pos_length[buckets], 0)
+        rows = np.where(resolved, dense_row[buckets], -1)
+        if np.any(neg >= 2**32) or np.any(pos >= 2**32):
+            raise PimoValueError(
+                "More than 2**32 pixels share one score bucket (1/65,536 of the score range); "
+                "the exact walk does not support it. Split the evaluation or add score "
+                "resolution (float64 maps).")
+        if self._want_curves:
+            vertex_start = np.concatenate(([0], np.cumsum(2 * pos + 1))).astype(np.int64)
         else:
-            neg_start, pos_start = window["neg_start"], window["pos_start"]
-            neg_low, pos_low = window["neg_low"], window["pos_low"]
-            pos_weight = window["pos_weight"]
-        if emit:
-            vertex_start = np.concatenate(([0], np.cumsum(2 * pos[positions] + 1)))
-        else:
-            vertex_start = np.zeros(count + 1, dtype=np.int64)
-        total_vertices = int(vertex_start[-1]) if emit else 0
+            vertex_start = np.zeros(buckets.shape[0] + 1, dtype=np.int64)
+        total_vertices = int(vertex_start[-1]) if self._want_curves else 0
         v_key = np.empty(total_vertices, dtype=np.uint64)
         v_neg = np.empty(total_vertices, dtype=np.int64)
         v_pos = np.empty(total_vertices, dtype=np.int64)
         v_weight = np.empty(total_vertices, dtype=np.float64)
-        _, key_bits, _, _, _ = _kernels.KEY_LAYOUTS[self._dtype]
-        limits = np.array(self._limits, dtype=np.float64)
-        auroc_parts, areas, num_vertices = _kernels.resolve_buckets(
-            buckets[positions], np.full(count, resolved), neg[positions], pos[positions],
-            weight[positions], neg_above[positions], pos_above[positions],
-            weight_above[positions], neg_start, neg_low, pos_start, pos_low, pos_weight,
-            np.int64(key_bits - _kernels.BUCKET_BITS), float(self._num_neg),
-            float(max(self._num_regions, 1)), limits, emit, vertex_start.astype(np.int64),
-            v_key, v_neg, v_pos, v_weight, 4 * self._num_chunks,
+        _, key_bits, _, _, _ = _kernels.KEY_LAYOUTS[dtype]
+        auroc_parts, areas, ap_parts, f1_best, f1_key, num_vertices = _kernels.resolve_buckets(
+            buckets, resolved, neg, pos, weight, neg_above, pos_above, weight_above, begin_n,
+            end_n, piece.neg_low, begin_p, end_p, piece.pos_low, piece.pos_weight, rows,
+            self._dense, np.int64(key_bits - _kernels.BUCKET_BITS), float(num_neg),
+            float(num_pos), float(max(self._num_regions, 1)),
+            np.array(self._limits, dtype=np.float64), self._want_curves, vertex_start, v_key,
+            v_neg, v_pos, v_weight, 4 * self._num_chunks,
         )
-        self._auroc_sum += float(auroc_parts.sum())
-        self._area_sums += areas[:, : len(self._limits)].sum(axis=0)
-        if emit:
+        auroc_value = None
+        if self._want_auroc:
+            auroc_value = min(max(float(auroc_parts.sum()) / (num_neg * num_pos), 0.0), 1.0)
+        area_sums = areas[:, : len(self._limits)].sum(axis=0)
+        aupro_values = {
+            limit: min(max(float(area) / limit, 0.0), 1.0)
+            for limit, area in zip(self._limits, area_sums, strict=True)
+        }
+        ap_value = min(max(float(ap_parts.sum()), 0.0), 1.0) if self._want_ap else None
+        f1_value = f1_threshold = None
+        if self._want_f1:
+            best = float(f1_best.max())
+            slot = int(np.flatnonzero(f1_best == best)[0])  # buckets descend: highest first
+            f1_value = best
+            f1_threshold = float(_floats_from_keys(f1_key[slot:slot + 1], dtype)[0])
+        curves = None
+        if self._want_curves:
             keep = np.zeros(total_vertices, dtype=bool)
             for slot in np.flatnonzero(num_vertices):
                 begin = int(vertex_start[slot])
                 keep[begin:begin + int(num_vertices[slot])] = True
-            self._vertices.append((v_key[keep], v_neg[keep], v_pos[keep], v_weight[keep]))
-
-    # -- result ------------------------------------------------------------------------------
-    def compute(self) -> SetMetricsResult:
-        """The metrics, once :meth:`needs_another_pass` has returned False."""
-        if not self._done:
-            raise PimoValueError(
-                "The stream still needs passes: after feeding all images, call "
-                "needs_another_pass() and feed them again while it returns True."
-            )
-        auroc_value = None
-        if self._want_auroc:
-            auroc_value = min(max(self._auroc_sum / (self._num_neg * self._num_pos), 0.0), 1.0)
-        aupro_values = {
-            limit: min(max(float(area) / limit, 0.0), 1.0)
-            for limit, area in zip(self._limits, self._area_sums, strict=True)
-        }
+            curves = _build_curves(v_key[keep], v_neg[keep], v_pos[keep], v_weight[keep],
+                                   dtype, num_neg, num_pos, self._num_regions)
         return SetMetricsResult(
             auroc=auroc_value,
             aupro=aupro_values,
             num_images=self._num_images,
-            num_normal_pixels=self._num_neg,
-            num_anomalous_pixels=self._num_pos,
+            num_normal_pixels=num_neg,
+            num_anomalous_pixels=num_pos,
             num_regions=self._num_regions,
-            curves=self._build_curves() if self._want_curves else None,
+            curves=curves,
+            ap=ap_value,
+            f1_max=f1_value,
+            f1_max_threshold=f1_threshold,
         )
 
-    def _build_curves(self) -> SetCurves:
-        keys = np.concatenate([v[0] for v in self._vertices])
-        order = np.argsort(keys)[::-1]
-        keys = keys[order]
-        neg = np.concatenate([v[1] for v in self._vertices])[order]
-        pos = np.concatenate([v[2] for v in self._vertices])[order]
-        weight = np.concatenate([v[3] for v in self._vertices])[order]
-        thresholds = np.concatenate(([np.inf], _floats_from_keys(keys, self._dtype)))
-        fpr = np.concatenate(([0.0], neg / self._num_neg))
-        tpr = np.concatenate(([0.0], pos / self._num_pos))
-        pro = np.concatenate(([0.0], np.minimum(weight / max(self._num_regions, 1), 1.0)))
-        # drop the vertices in the middle of a straight horizontal or vertical run
-        middle = np.ones(fpr.shape[0], dtype=bool)
-        middle[[0, -1]] = False
-        horizontal = (tpr[:-2] == tpr[1:-1]) & (tpr[1:-1] == tpr[2:])
-        vertical = (fpr[:-2] == fpr[1:-1]) & (fpr[1:-1] == fpr[2:])
-        middle[1:-1] &= horizontal | vertical
-        keep = ~middle
-        return SetCurves(thresholds=thresholds[keep], fpr=fpr[keep], tpr=tpr[keep],
-                         pro=pro[keep])
+
+def _build_curves(keys: np.ndarray, neg: np.ndarray, pos: np.ndarray, weight: np.ndarray,
+                  dtype: np.dtype, num_neg: int, num_pos: int, num_regions: int) -> SetCurves:
+    order = np.argsort(keys)[::-1]
+    keys = keys[order]
+    thresholds = np.concatenate(([np.inf], _floats_from_keys(keys, dtype)))
+    fpr = np.concatenate(([0.0], neg[order] / num_neg))
+    tpr = np.concatenate(([0.0], pos[order] / num_pos))
+    pro = np.concatenate(([0.0], np.minimum(weight[order] / max(num_regions, 1), 1.0)))
+    # drop the vertices in the middle of a straight horizontal or vertical run
+    middle = np.ones(fpr.shape[0], dtype=bool)
+    middle[[0, -1]] = False
+    horizontal = (tpr[:-2] == tpr[1:-1]) & (tpr[1:-1] == tpr[2:])
+    vertical = (fpr[:-2] == fpr[1:-1]) & (fpr[1:-1] == fpr[2:])
+    middle[1:-1] &= horizontal | vertical
+    keep = ~middle
+    return SetCurves(thresholds=thresholds[keep], fpr=fpr[keep], tpr=tpr[keep], pro=pro[keep])
 
 
 # --------------------------------------------------------------------------------------------
@@ -769,12 +1227,14 @@ def set_metrics(
     *,
     fpr_limits: Iterable[float] = DEFAULT_FPR_LIMITS,
     auroc: bool = True,
+    ap: bool = True,
+    f1_max: bool = True,
     curves: bool = False,
     connectivity: int | None = None,
     paths: Sequence[str] | None = None,
-    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+    max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
 ) -> SetMetricsResult:
-    """AUROC and AUPRO at every limit in ``fpr_limits``, from the same two passes.
+    """AUROC, AUPRO at every limit in ``fpr_limits``, pixel AP and F1-max, in one pass.
 
     Parameters
     ----------
@@ -787,14 +1247,21 @@ def set_metrics(
         AUPRO limits U in (0, 1]; the paper reports 0.3 and 0.05.
     auroc : bool
         Also compute the pixel AUROC.
+    ap : bool
+        Also compute the pixel average precision, as ``sklearn.metrics.average_precision_score``:
+        ``AP = sum over distinct scores s, descending, of (R(s) - R(s_prev)) * P(s)`` with
+        ``R``/``P`` the recall and precision of ``a >= s`` (equal scores grouped).
+    f1_max : bool
+        Also compute the largest pixel F1 over the distinct thresholds,
+        ``max over s of 2 TP(s) / (2 TP(s) + FP(s) + FN(s))``, and the threshold attaining it.
     curves : bool
         Also return the ROC and PRO curves (:class:`SetCurves`).
     connectivity : int, optional
         Region connectivity; default 8 in 2-D, 26 in 3-D (see :func:`label_regions`).
     paths : sequence of str, optional
         Image paths for error messages.
-    max_buffer_bytes : int
-        Memory for the pixels gathered in the second pass (see :class:`SetMetricsStream`).
+    max_state_bytes : int
+        Memory bound of the accumulated state (see :class:`SetMetricsAccumulator`).
 
     Returns
     -------
@@ -807,15 +1274,11 @@ def set_metrics(
     NoAnomalousImageError, NoNormalImageError
         No pixel with mask 1 (no curve to measure), or no pixel with mask 0 (no FPR).
     """
-    image_set = as_image_set(anomaly_maps, masks, paths=paths)
-    stream = SetMetricsStream(fpr_limits, auroc=auroc, curves=curves, connectivity=connectivity,
-                              max_buffer_bytes=max_buffer_bytes)
-    batch = stream._prepare(image_set)
-    while True:
-        stream._feed(batch)
-        if not stream.needs_another_pass():
-            break
-    return stream.compute()
+    accumulator = SetMetricsAccumulator(
+        fpr_limits, auroc=auroc, ap=ap, f1_max=f1_max, curves=curves, connectivity=connectivity,
+        max_state_bytes=max_state_bytes)
+    accumulator.update(anomaly_maps, masks, paths=paths)
+    return accumulator.compute()
 
 
 def auroc(anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None = None) -> float:
@@ -825,7 +1288,8 @@ def auroc(anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None = None) 
     + 0.5 * #anomalous pixels scoring equal to n)``, the area under the exact ROC curve with
     diagonal segments for ties. See :func:`set_metrics` for the parameters and errors.
     """
-    result = set_metrics(anomaly_maps, masks, fpr_limits=(), auroc=True, paths=paths)
+    result = set_metrics(anomaly_maps, masks, fpr_limits=(), auroc=True, ap=False, f1_max=False,
+                         paths=paths)
     assert result.auroc is not None
     return result.auroc
 
@@ -849,6 +1313,6 @@ def aupro(
     limits and the AUROC from one computation.
     """
     limit = _validate_limits((fpr_limit,))[0]
-    result = set_metrics(anomaly_maps, masks, fpr_limits=(limit,), auroc=False,
-                         connectivity=connectivity, paths=paths)
+    result = set_metrics(anomaly_maps, masks, fpr_limits=(limit,), auroc=False, ap=False,
+                         f1_max=False, connectivity=connectivity, paths=paths)
     return result.aupro[limit]

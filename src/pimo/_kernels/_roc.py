@@ -9,19 +9,20 @@ normal (mask-0) pixels. The kernels find that order exactly without sorting ever
    (``NUM_BUCKETS`` buckets of consecutive float values) get a count of normal pixels, a count
    of anomalous pixels and a sum of anomalous weights. Pixels in different buckets are ordered
    by these histograms alone; NaN and infinities are detected here.
-3. ``scatter_window``: only the pixels of buckets that hold both classes ("mixed" buckets, where
-   the order inside the bucket matters) are copied, as the low bits of their keys, into a
-   buffer grouped by bucket.
+3. ``scatter_window``: the pixels of the buckets of a window (every bucket, for the
+   accumulator) are copied, as the low bits of their keys, into a buffer grouped by bucket
+   (a counting sort). ``copy_segments`` regroups such buffers; ``add_to_dense`` turns a long
+   list of low keys into the bucket's 65,536-bin histogram.
 4. ``resolve_buckets``: each bucket is walked from its highest score to its lowest, in cache (a
    65,536-bin histogram of both classes over the low 16 bits for float32 maps; for float64
    maps a radix sort of the 48 low bits, or a comparison sort for small buckets), adding its
-   exact contribution to the AUROC sum and to the area under the PRO curve up to each FPR limit,
-   and, on demand, the vertices of the curves. Buckets that hold one class only are applied as
-   a single step, from the histograms of step 2.
+   exact contribution to the AUROC sum, to the area under the PRO curve up to each FPR limit,
+   to the average precision and to the F1 maximum, and, on demand, the vertices of the curves.
+   Buckets that hold normal pixels only are applied as a single step, from the histograms.
 
-Memory: the histograms (65,536 x 24 bytes per chunk), the buffer of the gathered pixels
-(2 bytes per normal and 10 per anomalous pixel of the mixed buckets for float32 maps, 8 and 16
-for float64), and per thread one 1 MiB walking histogram.
+Memory: the histograms (65,536 x 24 bytes per chunk), the low keys (2 bytes per normal and 10
+per anomalous pixel for float32 maps, 8 and 16 for float64; see
+:class:`pimo.setmetrics.SetMetricsAccumulator`), and per thread one 1 MiB walking histogram.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from pimo._kernels._common import is_nonfinite_bits, key_of_bits
 __all__ = [
     "BUCKET_BITS",
     "NUM_BUCKETS",
+    "add_to_dense",
     "bucket_counts",
+    "copy_segments",
     "count_runs",
     "image_runs",
     "label_mask",
@@ -426,18 +429,30 @@ def _clipped_trapezoid(x0, x1, y0, y1, limit):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
-def _step(n, p, w, key, state, num_neg, num_regions, limits, areas, slot, auroc_parts,
-          emit, v_key, v_neg, v_pos, v_weight, vertex):  # pragma: no cover - compiled
+def _step(n, p, w, key, state, num_neg, num_pos, num_regions, limits, areas, slot, auroc_parts,
+          ap_parts, f1_best, f1_key, emit, v_key, v_neg, v_pos, v_weight,
+          vertex):  # pragma: no cover - compiled
     """Apply one distinct score (n normal, p anomalous pixels, weight w) to the walk.
 
     ``state`` = [normal pixels above, anomalous pixels above, pending horizontal run,
     key of its lowest score] (int64) and the weight above is kept in ``areas``' last column.
-    Returns the next free vertex position.
+    With ``TP``/``FP`` the anomalous/normal pixels at or above the score, a step with p > 0
+    adds ``(p / num_pos) * TP / (TP + FP)`` to the AP sum and offers
+    ``F1 = 2 TP / (TP + FP + num_pos)`` to the running maximum (the first, i.e. highest,
+    score attaining it is kept). Returns the next free vertex position.
     """
     negatives_above = state[0]
     positives_above = state[1]
     weight_above = areas[slot, limits.shape[0]]
     auroc_parts[slot] += n * (positives_above + 0.5 * p)
+    if p > 0:
+        true_positives = positives_above + p
+        detected = true_positives + negatives_above + n
+        ap_parts[slot] += (p / num_pos) * (true_positives / detected)
+        f1 = 2.0 * true_positives / (detected + num_pos)
+        if f1 > f1_best[slot]:
+            f1_best[slot] = f1
+            f1_key[slot] = key
     if n > 0:
         x0 = negatives_above / num_neg
         x1 = (negatives_above + n) / num_neg
@@ -471,16 +486,20 @@ def _step(n, p, w, key, state, num_neg, num_regions, limits, areas, slot, auroc_
 
 @nb.njit(parallel=True, cache=True)
 def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_above,
-                    pos_above, weight_above, neg_start, neg_low, pos_start, pos_low, pos_weight,
-                    shift, num_neg, num_regions, limits, emit, vertex_start, v_key, v_neg,
-                    v_pos, v_weight, num_chunks):  # pragma: no cover - compiled
-    """Exact contribution of each bucket to the AUROC sum and to the PRO areas.
+                    pos_above, weight_above, neg_begin, neg_end, neg_low, pos_begin, pos_end,
+                    pos_low, pos_weight, dense_row, dense, shift, num_neg, num_pos, num_regions,
+                    limits, emit, vertex_start, v_key, v_neg, v_pos, v_weight,
+                    num_chunks):  # pragma: no cover - compiled
+    """Exact contribution of each bucket to the AUROC sum, the PRO areas, AP and F1-max.
 
     Bucket ``buckets[k]`` starts the walk with ``neg_above[k]`` normal pixels,
     ``pos_above[k]`` anomalous pixels and PRO weight ``weight_above[k]`` above it. A bucket
-    that is not ``resolved`` is applied as one group of equal scores (exact when it holds one
-    class only, or when it lies beyond every limit and the AUROC is not wanted); a resolved
-    one is walked score by score from the buffers (``neg_start``/``pos_start`` give its slices).
+    that is not ``resolved`` is applied as one group of equal scores (exact when it holds
+    normal pixels only, or when it lies beyond every limit and only the AUPRO is wanted); a
+    resolved one is walked score by score: its normal low keys are
+    ``neg_low[neg_begin[k]:neg_end[k]]`` plus, when ``dense_row[k] >= 0``, the counts of the
+    65,536-bin histogram ``dense[dense_row[k]]`` (float32 keys only); its anomalous low keys
+    and PRO weights are ``pos_low``/``pos_weight[pos_begin[k]:pos_end[k]]``.
 
     Returns
     -------
@@ -489,6 +508,13 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
     areas : float64 (m, L + 1)
         Area under the PRO curve, in (FPR, mean region TPR) units, left of each limit; the last
         column is the weight after the bucket (internal).
+    ap_parts : float64 (m,)
+        ``sum over its distinct scores s holding anomalous pixels of
+        (#anomalous at s / num_pos) * precision(a >= s)``.
+    f1_best : float64 (m,)
+        Largest F1 over its distinct scores (0 when it holds no anomalous pixel).
+    f1_key : uint64 (m,)
+        Key of the (highest) score attaining ``f1_best``.
     num_vertices : int64 (m,)
         Curve vertices written from ``vertex_start[k]`` when ``emit``: after each distinct
         anomalous score and at the end of each run of normal-only scores, with the key of the
@@ -497,6 +523,9 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
     num_buckets = buckets.shape[0]
     num_limits = limits.shape[0]
     auroc_parts = np.zeros(num_buckets, dtype=np.float64)
+    ap_parts = np.zeros(num_buckets, dtype=np.float64)
+    f1_best = np.zeros(num_buckets, dtype=np.float64)
+    f1_key = np.zeros(num_buckets, dtype=np.uint64)
     areas = np.zeros((num_buckets, num_limits + 1), dtype=np.float64)
     num_vertices = np.zeros(num_buckets, dtype=np.int64)
     use_histogram = shift == HISTOGRAM_LOW_BITS
@@ -517,20 +546,26 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
             first_vertex = vertex
             if not resolved[slot]:
                 vertex = _step(neg_total[slot], pos_total[slot], weight_total[slot], high, state,
-                               num_neg, num_regions, limits, areas, slot, auroc_parts, emit,
-                               v_key, v_neg, v_pos, v_weight, vertex)
+                               num_neg, num_pos, num_regions, limits, areas, slot, auroc_parts,
+                               ap_parts, f1_best, f1_key, emit, v_key, v_neg, v_pos, v_weight,
+                               vertex)
             else:
-                n_begin = neg_start[slot]
-                n_end = neg_start[slot + 1]
-                p_begin = pos_start[slot]
-                p_end = pos_start[slot + 1]
-                num_normal = n_end - n_begin
-                num_anomalous = p_end - p_begin
-                if use_histogram and num_normal < _PACK and num_anomalous < _PACK:
+                n_begin = neg_begin[slot]
+                n_end = neg_end[slot]
+                p_begin = pos_begin[slot]
+                p_end = pos_end[slot]
+                if use_histogram and neg_total[slot] < _PACK and pos_total[slot] < _PACK:
                     # one histogram: normal count in the low half, anomalous in the high half
                     for q in range(n_begin, n_end):
                         histogram[neg_low[q]] += 1
                         blocks[neg_low[q] >> BLOCK_BITS] += 1
+                    row = dense_row[slot]
+                    if row >= 0:
+                        for low in range(bins):
+                            count = dense[row, low]
+                            if count:
+                                histogram[low] += count
+                                blocks[low >> BLOCK_BITS] += 1
                     for q in range(p_begin, p_end):
                         histogram[pos_low[q]] += _PACK
                         weights[pos_low[q]] += pos_weight[q]
@@ -557,19 +592,22 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
                                 continue
                             if run_count:
                                 vertex = _step(run_count, 0, 0.0, high | np.uint64(run_low),
-                                               state, num_neg, num_regions, limits, areas,
-                                               slot, auroc_parts, emit, v_key, v_neg, v_pos,
-                                               v_weight, vertex)
+                                               state, num_neg, num_pos, num_regions, limits,
+                                               areas, slot, auroc_parts, ap_parts, f1_best,
+                                               f1_key, emit, v_key, v_neg, v_pos, v_weight,
+                                               vertex)
                                 run_count = 0
                             w = weights[low]
                             weights[low] = 0.0
                             vertex = _step(n, p, w, high | np.uint64(low), state, num_neg,
-                                           num_regions, limits, areas, slot, auroc_parts, emit,
-                                           v_key, v_neg, v_pos, v_weight, vertex)
+                                           num_pos, num_regions, limits, areas, slot,
+                                           auroc_parts, ap_parts, f1_best, f1_key, emit, v_key,
+                                           v_neg, v_pos, v_weight, vertex)
                     if run_count:
                         vertex = _step(run_count, 0, 0.0, high | np.uint64(run_low), state,
-                                       num_neg, num_regions, limits, areas, slot, auroc_parts,
-                                       emit, v_key, v_neg, v_pos, v_weight, vertex)
+                                       num_neg, num_pos, num_regions, limits, areas, slot,
+                                       auroc_parts, ap_parts, f1_best, f1_key, emit, v_key,
+                                       v_neg, v_pos, v_weight, vertex)
                 else:
                     order = np.argsort(pos_low[p_begin:p_end])
                     pi = p_end - p_begin - 1
@@ -583,9 +621,9 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
                             ni -= 1
                         if run_count:
                             vertex = _step(run_count, 0, 0.0, high | np.uint64(normals[ni + 1]),
-                                           state, num_neg, num_regions, limits, areas, slot,
-                                           auroc_parts, emit, v_key, v_neg, v_pos, v_weight,
-                                           vertex)
+                                           state, num_neg, num_pos, num_regions, limits, areas,
+                                           slot, auroc_parts, ap_parts, f1_best, f1_key, emit,
+                                           v_key, v_neg, v_pos, v_weight, vertex)
                         if pi < 0:
                             break
                         value = pos_low[p_begin + order[pi]]
@@ -600,8 +638,9 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
                             w += pos_weight[p_begin + order[pi]]
                             pi -= 1
                         vertex = _step(n, p, w, high | np.uint64(value), state, num_neg,
-                                       num_regions, limits, areas, slot, auroc_parts, emit,
-                                       v_key, v_neg, v_pos, v_weight, vertex)
+                                       num_pos, num_regions, limits, areas, slot, auroc_parts,
+                                       ap_parts, f1_best, f1_key, emit, v_key, v_neg, v_pos,
+                                       v_weight, vertex)
             if emit and state[2]:
                 v_key[vertex] = np.uint64(state[3])
                 v_neg[vertex] = state[0]
@@ -609,4 +648,29 @@ def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_a
                 v_weight[vertex] = areas[slot, num_limits]
                 vertex += 1
             num_vertices[slot] = vertex - first_vertex
-    return auroc_parts, areas, num_vertices
+    return auroc_parts, areas, ap_parts, f1_best, f1_key, num_vertices
+
+
+# --------------------------------------------------------------------------------------------
+# Compacting the accumulated low keys
+# --------------------------------------------------------------------------------------------
+@nb.njit(parallel=True, cache=True)
+def copy_segments(source, source_start, lengths, target_start, target):  # pragma: no cover
+    """``target[target_start[k]:+lengths[k]] = source[source_start[k]:+lengths[k]]`` for all k."""
+    for k in prange(lengths.shape[0]):
+        s = source_start[k]
+        t = target_start[k]
+        for q in range(lengths[k]):
+            target[t + q] = source[s + q]
+
+
+@nb.njit(parallel=True, cache=True)
+def add_to_dense(low, begins, ends, rows, dense):  # pragma: no cover - compiled
+    """``dense[rows[k], v] += #{q in begins[k]:ends[k] : low[q] == v}`` for every k.
+
+    The rows must differ (one per bucket).
+    """
+    for k in prange(rows.shape[0]):
+        counts = dense[rows[k]]
+        for q in range(begins[k], ends[k]):
+            counts[low[q]] += 1
