@@ -16,6 +16,7 @@ from distributed import Client, LocalCluster
 import pimo
 import tests.toy_accumulator as toy
 from pimo import distributed as pimo_distributed
+from pimo._outputs import EvaluationRun
 from pimo.cli import main
 from pimo.distributed import AccumulatorSpec, merge_states, reduce_states
 from pimo.evaluate import evaluate_dataset
@@ -165,7 +166,7 @@ def test_file_problems_are_listed_as_in_one_process(client, tmp_path):
     assert sorted(p.path for p in got.value.problems) == sorted(
         p.path for p in expected.value.problems)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(pimo.DatasetError, match="Cannot evaluate category 'bottle'"):
+    with pytest.raises(pimo.DatasetError, match="matches any of the 11 test images"):
         pimo_distributed.evaluate(dataset, tmp_path / "empty", category="bottle",
                                   scheduler=client)
 
@@ -186,6 +187,7 @@ def test_sweep_and_cli_on_a_cluster(client, tmp_path):
     assert len(one) == 2 * 2 * 5
     assert json_files(tmp_path / "dask") == one
     for name, by_category in swept.items():
+        run = EvaluationRun.new(list(by_category))  # one run per model, as the CLI writes
         for category, result in by_category.items():
-            result.save(tmp_path / "swept" / name / "mvtec" / category)
+            result.save(tmp_path / "swept" / name / "mvtec" / category, run=run)
     assert json_files(tmp_path / "swept") == one

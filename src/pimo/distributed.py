@@ -512,7 +512,8 @@ def sweep(
     Returns
     -------
     dict of str to dict of str to EvaluationResult
-        ``results[model][category]``, in the order given.
+        ``results[model][category]``, in the order given; each result records its model's
+        name (:attr:`pimo.EvaluationResult.model`).
     """
     if not maps:
         raise PimoValueError("maps is empty: give {model name: maps folder or stacked file}.")
@@ -533,6 +534,7 @@ def sweep(
         results = _run(client, dataset, requests, options, images_per_task=images_per_task,
                        merge_fan_in=merge_fan_in, progress=progress or ProgressHook())
     swept: dict[str, dict[str, EvaluationResult]] = {}
-    for request, result in zip(requests, results, strict=True):
-        swept.setdefault(str(request.model), {})[result.category] = result
+    for request, result in zip(requests, results, strict=True):  # each records its model
+        named = dataclasses.replace(result, model=str(request.model))
+        swept.setdefault(str(request.model), {})[result.category] = named
     return swept

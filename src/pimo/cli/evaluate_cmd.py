@@ -246,8 +246,7 @@ def run_evaluations(
                            else next(iter(by_category.values())))
     done = []
     for result, (model, _, category_name, folder) in zip(results, plan, strict=True):
-        if model:
-            result = dataclasses.replace(result, model=model)
+        result = dataclasses.replace(result, model=model)  # None: the maps folder's name
         saved = result.save(folder, run=runs[model])
         if saved.removed:
             label = "/".join(p for p in (model, category_name or layout.name) if p)
