@@ -36,3 +36,10 @@ def test_import_pimo_does_not_import_matplotlib_until_plots_is_used() -> None:
     before, stats_loaded, after = json.loads(completed.stdout.strip().splitlines()[-1])
     assert before is False and stats_loaded is False
     assert after is True
+
+
+def test_public_functions_are_not_shadowed_by_their_modules() -> None:
+    import pimo.evaluate  # imports the modules that define the public functions
+
+    for name in ("image_metrics", "threshold_at", "aupimo", "set_metrics", "evaluate_dataset"):
+        assert callable(getattr(pimo, name)), name

@@ -63,7 +63,7 @@ from pimo._validate import (
 )
 from pimo.data._pool import default_workers, ordered_map
 from pimo.data.images import FileProblemError, read_image_size, read_mask
-from pimo.data.layouts import DatasetLayout, Sample, open_dataset
+from pimo.data.layouts import DatasetLayout, Sample, Scan, open_dataset
 from pimo.data.maps import (
     MAP_EXTENSIONS,
     MapEntry,
@@ -74,9 +74,9 @@ from pimo.data.maps import (
 )
 from pimo.data.problems import DatasetError, Problem
 from pimo.data.resize import resize_bilinear, resize_nearest
-from pimo.image_metrics import ImageMetricsResult, image_metrics
+from pimo.imagemetrics import ImageMetricsResult, image_metrics
 from pimo.results import AupimoResult, save_value
-from pimo.setmetrics import SetMetricsAccumulator, aupro_filename
+from pimo.setmetrics import SetMetricsAccumulator, SetMetricsResult, aupro_filename
 
 __all__ = [
     "EVALUATION_FILE",
@@ -95,6 +95,9 @@ SET_METRIC_FILES = {
     "aupro_05": aupro_filename(0.05),
 }
 SET_METRIC_LIMITS = (0.3, 0.05)
+# The set-metric accumulator's settings (the figures of SET_METRIC_FILES).
+SET_METRICS_SETTINGS: dict[str, Any] = {"fpr_limits": SET_METRIC_LIMITS, "ap": False,
+                                        "f1_max": False}
 _FORMAT = "pimo-evaluation"
 _FORMAT_VERSION = 1
 
@@ -479,6 +482,150 @@ def _parse_resolution(resolution: int | Sequence[int] | None) -> tuple[int, int]
     return int(sides[0]), int(sides[1])
 
 
+def _open_category(
+    dataset: str | os.PathLike[str] | DatasetLayout, category: str | None
+) -> tuple[DatasetLayout, Scan, str]:
+    """The dataset's layout, the scan of ``category`` and the category's name."""
+    layout = dataset if isinstance(dataset, DatasetLayout) else open_dataset(dataset)
+    scan = layout.scan(category)
+    return layout, scan, category or layout.categories()[0]
+
+
+def _describe_category(layout: DatasetLayout, category: str) -> str:
+    return f"category {category!r} of {layout.describe()}"
+
+
+def _plan_jobs(
+    layout: DatasetLayout,
+    scan: Scan,
+    category: str,
+    source: MapSource,
+    *,
+    mask_threshold: float | None,
+    skip_missing: bool,
+    verify_images: bool,
+    workers: int,
+    progress: ProgressHook,
+) -> tuple[list[_Job], list[Problem]]:
+    """Steps 1-2: match maps to images, check images and masks; the images to evaluate.
+
+    Returns the kept jobs (numbered in score order, ``size`` and ``anomalous`` filled in) and
+    what ``skip_missing`` left out. Raises :class:`DatasetError` listing every problem, or
+    when the kept images lack normal or anomalous ones.
+    """
+    what = _describe_category(layout, category)
+    # 1. list
+    entries = entries_of_category(source.entries(), category, layout.categories())
+    matches, map_problems = match_maps(
+        [s.relative_path for s in scan.samples], entries, where=str(source.location)
+    )
+    problems = [*scan.problems, *map_problems]
+    skipped = [p for p in problems if p.skippable] if skip_missing else []
+    fatal = [p for p in problems if not (skip_missing and p.skippable)]
+    if scan.samples and not any(matches):
+        raise _nothing_matched(scan.samples, entries, source)
+    _raise_problems(fatal, what=what, skip_missing=skip_missing)
+    jobs = [
+        _Job(-1, sample, entry)
+        for sample, entry in zip(scan.samples, matches, strict=True)
+        if entry is not None
+    ]
+    if not jobs:
+        raise DatasetError(f"Nothing to evaluate in {what}: no image has a map.", skipped)
+
+    # 2. check images and masks
+    progress.start("checking images and masks", len(jobs))
+    check_problems: list[Problem] = []
+    kept: list[_Job] = []
+
+    def check(job: _Job) -> _Checked:
+        return _check_sample(
+            job.sample,
+            mask_threshold=mask_threshold,
+            label_masks=layout.label_masks,
+            verify_images=verify_images,
+        )
+
+    for job, checked in zip(jobs, ordered_map(check, jobs, workers), strict=True):
+        progress.advance()
+        usable = True
+        for problem in checked.problems:
+            if skip_missing and problem.skippable:
+                skipped.append(problem)
+            else:
+                check_problems.append(problem)
+            usable = False
+        if usable and checked.size is not None:
+            job.size, job.anomalous = checked.size, checked.anomalous
+            kept.append(job)
+    _raise_problems(check_problems, what=what, skip_missing=skip_missing)
+    for index, job in enumerate(kept):
+        job.index = index
+    if not any(not job.anomalous for job in kept):
+        raise NoNormalImageError(
+            f"{what} has no normal image among the {len(kept)} evaluated: AUPIMO's shared "
+            "FPR is measured on normal images (e.g. MVTec AD's test/good/)."
+        )
+    if not any(job.anomalous for job in kept):
+        raise NoAnomalousImageError(
+            f"{what} has no anomalous image among the {len(kept)} evaluated (every mask is "
+            "empty or missing), so there is nothing to score."
+        )
+    return kept, skipped
+
+
+def _load_job(
+    source: MapSource,
+    job: _Job,
+    *,
+    target_size: tuple[int, int] | None,
+    mask_threshold: float | None,
+    label_masks: bool,
+) -> tuple[np.ndarray, np.ndarray | None] | Problem:
+    """Steps 3-4 for one image: its resized map and (anomalous images) mask, or its problem."""
+    try:
+        anomaly_map = _load_map(source, job, target_size or job.size)
+        if not job.anomalous:
+            return anomaly_map, None
+        assert job.sample.mask_path is not None
+        mask = read_mask(
+            job.sample.mask_path,
+            name=job.sample.relative_path,
+            threshold=mask_threshold,
+            label_masks=label_masks,
+        )
+    except FileProblemError as error:
+        return error.problem
+    if target_size is not None:
+        mask = resize_nearest(mask, target_size)
+    return anomaly_map, mask
+
+
+def _set_metric_values(computed: SetMetricsResult) -> dict[str, float]:
+    """The :data:`SET_METRIC_FILES` values of a set-metrics result."""
+    return {
+        "auroc": float(computed.auroc),
+        "aupro": float(computed.aupro[0.3]),
+        "aupro_05": float(computed.aupro[0.05]),
+    }
+
+
+def _evaluated_image(job: _Job, layout: DatasetLayout) -> EvaluatedImage:
+    return EvaluatedImage(
+        path=job.sample.relative_path,
+        mask=(
+            None
+            if job.sample.mask_path is None
+            else job.sample.mask_path.relative_to(layout.root).as_posix()
+        ),
+        map=job.entry.name,
+        map_row=job.entry.row if job.entry.row >= 0 else None,
+        anomalous=job.anomalous,
+        size=job.size,
+        defect_type=job.sample.defect_type,
+    )
+
+
 def evaluate_dataset(
     dataset: str | os.PathLike[str] | DatasetLayout,
     maps: str | os.PathLike[str] | MapSource,
@@ -545,100 +692,32 @@ def evaluate_dataset(
     target_size = _parse_resolution(resolution)
     progress = progress or ProgressHook()
     workers = default_workers() if workers is None else max(1, int(workers))
-    layout = dataset if isinstance(dataset, DatasetLayout) else open_dataset(dataset)
-    scan = layout.scan(category)
-    category = category or layout.categories()[0]
-    what = f"category {category!r} of {layout.describe()}"
+    layout, scan, category = _open_category(dataset, category)
+    what = _describe_category(layout, category)
     source = maps if isinstance(maps, MapSource) else open_maps(maps, category)
     try:
-        # 1. list
-        entries = entries_of_category(source.entries(), category, layout.categories())
-        matches, map_problems = match_maps(
-            [s.relative_path for s in scan.samples], entries, where=str(source.location)
+        kept, skipped = _plan_jobs(
+            layout, scan, category, source, mask_threshold=mask_threshold,
+            skip_missing=skip_missing, verify_images=verify_images, workers=workers,
+            progress=progress,
         )
-        problems = [*scan.problems, *map_problems]
-        skipped = [p for p in problems if p.skippable] if skip_missing else []
-        fatal = [p for p in problems if not (skip_missing and p.skippable)]
-        if scan.samples and not any(matches):
-            raise _nothing_matched(scan.samples, entries, source)
-        _raise_problems(fatal, what=what, skip_missing=skip_missing)
-        jobs = [
-            _Job(-1, sample, entry)
-            for sample, entry in zip(scan.samples, matches, strict=True)
-            if entry is not None
-        ]
-        if not jobs:
-            raise DatasetError(f"Nothing to evaluate in {what}: no image has a map.", skipped)
-
-        # 2. check images and masks
-        progress.start("checking images and masks", len(jobs))
-        check_problems: list[Problem] = []
-        kept: list[_Job] = []
-
-        def check(job: _Job) -> _Checked:
-            return _check_sample(
-                job.sample,
-                mask_threshold=mask_threshold,
-                label_masks=layout.label_masks,
-                verify_images=verify_images,
-            )
-
-        for job, checked in zip(jobs, ordered_map(check, jobs, workers), strict=True):
-            progress.advance()
-            usable = True
-            for problem in checked.problems:
-                if skip_missing and problem.skippable:
-                    skipped.append(problem)
-                else:
-                    check_problems.append(problem)
-                usable = False
-            if usable and checked.size is not None:
-                job.size, job.anomalous = checked.size, checked.anomalous
-                kept.append(job)
-        _raise_problems(check_problems, what=what, skip_missing=skip_missing)
-        for index, job in enumerate(kept):
-            job.index = index
         normal = [job for job in kept if not job.anomalous]
         anomalous = [job for job in kept if job.anomalous]
-        if not normal:
-            raise NoNormalImageError(
-                f"{what} has no normal image among the {len(kept)} evaluated: AUPIMO's shared "
-                "FPR is measured on normal images (e.g. MVTec AD's test/good/)."
-            )
-        if not anomalous:
-            raise NoAnomalousImageError(
-                f"{what} has no anomalous image among the {len(kept)} evaluated (every mask is "
-                "empty or missing), so there is nothing to score."
-            )
 
         # 3-4. stream normal, then anomalous images, once (the set metrics accumulate too; a
         # float64 map after float32 ones re-keys their state in float64, exactly)
         paths = [job.sample.relative_path for job in kept]
         aupimo_stream = AupimoStream(len(normal), fpr_bounds=bounds)
         set_accumulator = (
-            SetMetricsAccumulator(SET_METRIC_LIMITS, ap=False, f1_max=False)
+            SetMetricsAccumulator(**SET_METRICS_SETTINGS)
             if set_metrics else None
         )
         stream_problems: list[Problem] = []
         image_scores = np.zeros(len(kept), dtype=np.float64)  # each map's maximum
 
         def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
-            try:
-                anomaly_map = _load_map(source, job, target_size or job.size)
-                if not job.anomalous:
-                    return anomaly_map, None
-                assert job.sample.mask_path is not None
-                mask = read_mask(
-                    job.sample.mask_path,
-                    name=job.sample.relative_path,
-                    threshold=mask_threshold,
-                    label_masks=layout.label_masks,
-                )
-            except FileProblemError as error:
-                return error.problem
-            if target_size is not None:
-                mask = resize_nearest(mask, target_size)
-            return anomaly_map, mask
+            return _load_job(source, job, target_size=target_size,
+                             mask_threshold=mask_threshold, label_masks=layout.label_masks)
 
         def stream(stage: str, group: list[_Job]) -> None:
             progress.start(stage, len(group))
@@ -675,32 +754,13 @@ def evaluate_dataset(
         metrics, note = None, None
         if set_accumulator is not None:
             computed = set_accumulator.compute()
-            metrics = {
-                "auroc": float(computed.auroc),
-                "aupro": float(computed.aupro[0.3]),
-                "aupro_05": float(computed.aupro[0.05]),
-            }
+            metrics = _set_metric_values(computed)
         else:
             note = "not computed: disabled"
     finally:
         if not isinstance(maps, MapSource):
             source.close()
-    images = [
-        EvaluatedImage(
-            path=job.sample.relative_path,
-            mask=(
-                None
-                if job.sample.mask_path is None
-                else job.sample.mask_path.relative_to(layout.root).as_posix()
-            ),
-            map=job.entry.name,
-            map_row=job.entry.row if job.entry.row >= 0 else None,
-            anomalous=job.anomalous,
-            size=job.size,
-            defect_type=job.sample.defect_type,
-        )
-        for job in kept
-    ]
+    images = [_evaluated_image(job, layout) for job in kept]
     return EvaluationResult(
         aupimo=aupimo,
         set_metrics=metrics,

@@ -8,9 +8,10 @@ and ``evaluation.json`` (where the data is, see :meth:`pimo.evaluate.EvaluationR
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "RichProgress",
     "evaluate_command",
     "is_interactive",
+    "parse_maps_options",
     "print_summary",
     "progress_for",
     "run_evaluations",
@@ -156,9 +158,17 @@ def print_summary(results: Sequence[EvaluationResult], *, title: str = "pimo eva
         Console().print(f"AUROC and AUPRO {'; '.join(sorted(notes)) or 'not computed'}.")
 
 
+def _category_folders(
+    layout_name: str, output: Path, categories: Sequence[str] | None, category: str | None
+) -> list[tuple[str | None, Path]]:
+    if categories is None:
+        return [(category, output)]
+    return [(name, output / layout_name / name) for name in categories]
+
+
 def run_evaluations(
     dataset: str,
-    maps: Path,
+    maps: Path | Mapping[str, Path],
     output: Path,
     *,
     categories: Sequence[str] | None = None,
@@ -171,6 +181,7 @@ def run_evaluations(
     workers: int | None = None,
     quiet: bool = False,
     model_name: str | None = None,
+    scheduler: str | None = None,
 ) -> list[tuple[EvaluationResult, Path]]:
     """Evaluate categories and save each into its folder.
 
@@ -178,11 +189,15 @@ def run_evaluations(
     directly into ``output``; with a list, each category goes to
     ``output/<layout>/<category>/``. ``model_name`` is recorded in ``evaluation.json``
     (default: the maps folder's name, see :func:`pimo.evaluate.default_model_name`).
+    ``maps`` may name several models' maps (``{name: location}``): each model's results then
+    go under ``output/<name>/`` and record ``name``. ``scheduler`` (``"local"`` or a Dask
+    scheduler address) runs everything on a Dask cluster in one sweep
+    (:func:`pimo.distributed.sweep`); None evaluates in this process.
 
     Returns
     -------
     list of (EvaluationResult, Path)
-        Each result and the folder it was written to.
+        Each result and the folder it was written to (models, then categories, in order).
     """
     from pimo._io import check_output_folder
     from pimo._outputs import EvaluationRun
@@ -192,28 +207,51 @@ def run_evaluations(
 
     skip_numba_blas_probe()
     layout = open_dataset(dataset)
-    plan: list[tuple[str | None, Path]]
-    if categories is None:
-        plan = [(category, output)]
-    else:
-        plan = [(name, output / layout.name / name) for name in categories]
-    for _, folder in plan:  # a bad -o is refused before any work
+    named = isinstance(maps, Mapping)
+    models: dict[str | None, Path] = (
+        {name: Path(location) for name, location in maps.items()} if named
+        else {model_name: Path(maps)}
+    )
+    per_category = _category_folders(layout.name, output, categories, category)
+    plan = [  # (model, maps, category, folder)
+        (model, location, category_name,
+         output / model / folder.relative_to(output) if named else folder)
+        for model, location in models.items()
+        for category_name, folder in per_category
+    ]
+    for *_, folder in plan:  # a bad -o is refused before any work
         check_output_folder(folder)
-    run = EvaluationRun.new([name or layout.categories()[0] for name, _ in plan])
+    runs = {model: EvaluationRun.new([name or layout.categories()[0] for name, _ in per_category])
+            for model in models}
+    options: dict[str, Any] = {
+        "fpr_bounds": fpr_bounds, "resolution": resolution, "mask_threshold": mask_threshold,
+        "skip_missing": skip_missing, "set_metrics": set_metrics, "workers": workers,
+    }
+    results: list[EvaluationResult] = []
+    if scheduler is None:
+        for model, location, category_name, _ in plan:
+            label = "/".join(p for p in (model, category_name or layout.name) if p)
+            with progress_for(label, quiet=quiet) as progress:
+                results.append(evaluate_dataset(layout, location, category=category_name,
+                                                progress=progress, **options))
+    else:
+        from pimo.distributed import sweep
+
+        keys = {model: model or "maps" for model in models}
+        with progress_for(f"Dask {scheduler}", quiet=quiet) as progress:
+            swept = sweep(dataset, {keys[m]: location for m, location in models.items()},
+                          categories=[name for name, _ in per_category], scheduler=scheduler,
+                          progress=progress, **options)
+        for model, _, category_name, _ in plan:
+            by_category = swept[keys[model]]
+            results.append(by_category[category_name] if category_name is not None
+                           else next(iter(by_category.values())))
     done = []
-    for category, folder in plan:
-        label = category or layout.name
-        label = f"{model_name}/{label}" if model_name else label
-        with progress_for(label, quiet=quiet) as progress:
-            result = evaluate_dataset(
-                layout, maps, category=category, fpr_bounds=fpr_bounds, resolution=resolution,
-                mask_threshold=mask_threshold, skip_missing=skip_missing,
-                set_metrics=set_metrics, workers=workers, progress=progress,
-            )
-        if model_name:
-            result = dataclasses.replace(result, model=model_name)
-        saved = result.save(folder, run=run)
+    for result, (model, _, category_name, folder) in zip(results, plan, strict=True):
+        result = dataclasses.replace(result, model=model)  # None: the maps folder's name
+        saved = result.save(folder, run=runs[model])
         if saved.removed:
+            label = "/".join(p for p in (model, category_name or layout.name) if p)
             names = ", ".join(path.relative_to(folder).as_posix() for path in saved.removed)
             click.echo(f"{label}: removed {len(saved.removed)} file(s) of an earlier run from "
                        f"{folder}, which this run did not rewrite: {names}", err=True)
@@ -221,6 +259,31 @@ def run_evaluations(
             click.echo(f"skipped ({problem.kind}): {problem.message}", err=True)
         done.append((result, folder))
     return done
+
+
+def parse_maps_options(values: Sequence[str]) -> Path | dict[str, Path]:
+    """``--maps`` values: one ``DIR`` (as is), or ``NAME=DIR`` per model.
+
+    A value is ``NAME=DIR`` when it holds ``=``, the part before it is a plain name (no path
+    separator) and the whole value is not an existing path.
+    """
+    named: dict[str, Path] = {}
+    plain: list[Path] = []
+    for value in values:
+        name, equals, location = value.partition("=")
+        if equals and name and location and "/" not in name and os.sep not in name \
+                and not Path(value).exists():
+            if name in named:
+                raise click.BadParameter(f"the model name {name!r} is given twice.",
+                                         param_hint="--maps")
+            named[name] = Path(location)
+        else:
+            plain.append(Path(value))
+    if plain and (named or len(plain) > 1):
+        raise click.BadParameter(
+            "several --maps need a model name each: --maps NAME=DIR (results go to "
+            "OUT/NAME/).", param_hint="--maps")
+    return plain[0] if plain else named
 
 
 @click.command("evaluate")
@@ -231,11 +294,12 @@ def run_evaluations(
               "dataset has several).")
 @click.option("--categories", "categories", default=None, metavar="all|A,B,...",
               help="Evaluate several categories (`all`: every one) into OUT/<layout>/<category>/.")
-@click.option("--maps", "maps", required=True, type=click.Path(path_type=Path),
+@click.option("--maps", "maps", required=True, multiple=True, metavar="[NAME=]MAPS",
               help="A folder of anomaly-map files (.npy/.npz/.tiff/.tif/.png/.pt) mirroring the "
                    "images' paths (a sub-folder per category is used when present), or a "
                    "stacked .pt/.npz file {'asmaps': (N, H, W), 'paths': [...]}; either may "
-                   "hold every category's maps.")
+                   "hold every category's maps. Repeat as --maps NAME=MAPS to evaluate several "
+                   "models (results in OUT/NAME/).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="The output folder.")
 @click.option("--fpr-bounds", nargs=2, type=float, default=(1e-5, 1e-4), show_default=True,
@@ -252,16 +316,21 @@ def run_evaluations(
                    "masks without image), listing them on stderr and in evaluation.json, "
                    "instead of failing.")
 @click.option("--no-set-metrics", is_flag=True, help="Skip AUROC and AUPRO (one pass less).")
-@click.option("--workers", type=int, default=None, help="Decoding threads (default: up to 4).")
+@click.option("--workers", type=int, default=None, help="Decoding threads (default: up to 4; "
+              "with --scheduler, per task, default 1).")
+@click.option("--scheduler", default=None, metavar="local|ADDRESS",
+              help="Run on a Dask cluster: `local` starts one on this machine (a worker per "
+                   "core), an address such as tcp://10.0.0.1:8786 uses a running one (the "
+                   "workers must see the files at the same paths). Needs pimo[dask].")
 @click.option("--model-name", default=None, metavar="NAME",
               help="The model's name, recorded in evaluation.json and used by `pimo report` "
                    "(default: the maps folder's name).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
 def evaluate_command(
-    dataset: str, category: str | None, categories: str | None, maps: Path, output: Path,
-    fpr_bounds: tuple[float, float], resolution: str | None, mask_threshold: float | None,
-    skip_missing: bool, no_set_metrics: bool, workers: int | None, model_name: str | None,
-    quiet: bool,
+    dataset: str, category: str | None, categories: str | None, maps: tuple[str, ...],
+    output: Path, fpr_bounds: tuple[float, float], resolution: str | None,
+    mask_threshold: float | None, skip_missing: bool, no_set_metrics: bool, workers: int | None,
+    scheduler: str | None, model_name: str | None, quiet: bool,
 ) -> int:
     """Score anomaly-map files against a dataset's masks: per-image AUPIMO, AUROC, AUPRO.
 
@@ -269,6 +338,11 @@ def evaluate_command(
     align_corners=False). Example:
 
         pimo evaluate --dataset mvtec:/data/mvtec --category bottle --maps maps/ -o out/
+
+    Several models on every category, on a local Dask cluster:
+
+        pimo evaluate --dataset mvtec:/data/mvtec --categories all --maps a=maps_a/
+        --maps b=maps_b/ --scheduler local -o out/
     """
     from pimo.data import open_dataset
 
@@ -284,16 +358,25 @@ def evaluate_command(
             selected = [name.strip() for name in categories.split(",") if name.strip()]
         if not selected:
             raise click.UsageError(f"No category to evaluate in {dataset}.")
+    models = parse_maps_options(maps)
     done = run_evaluations(
-        dataset, maps, output, categories=selected, category=category, fpr_bounds=fpr_bounds,
-        resolution=size, mask_threshold=mask_threshold, skip_missing=skip_missing,
-        set_metrics=not no_set_metrics, workers=workers, quiet=quiet, model_name=model_name,
+        dataset, models, output, categories=selected, category=category,
+        fpr_bounds=fpr_bounds, resolution=size, mask_threshold=mask_threshold,
+        skip_missing=skip_missing, set_metrics=not no_set_metrics, workers=workers,
+        quiet=quiet, model_name=model_name, scheduler=scheduler,
     )
     if size is not None:
         click.echo(FULL_RESOLUTION_NOTE.format(h=size[0], w=size[1]), err=True)
     if not quiet:
-        print_summary([result for result, _ in done],
-                      title=f"pimo evaluate: {done[0][0].model_name}")
+        if isinstance(models, dict):  # one table per model (results come model by model)
+            per_model = len(done) // len(models)
+            for position, name in enumerate(models):
+                print_summary([result for result, _ in
+                               done[position * per_model:(position + 1) * per_model]],
+                              title=f"pimo evaluate: {name}")
+        else:
+            print_summary([result for result, _ in done],
+                          title=f"pimo evaluate: {done[0][0].model_name}")
         for result, folder in done:
             click.echo(f"{result.category}: results in {folder}")
     sys.stdout.flush()
