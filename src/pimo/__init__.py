@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from pimo.accumulate import AupimoAccumulator
     from pimo.data.problems import DatasetError
     from pimo.evaluate import EvaluationResult, evaluate_dataset
-    from pimo.image_metrics import ImageMetricsResult, image_metrics
+    from pimo.imagemetrics import ImageMetricsResult, image_metrics
     from pimo.pimo import IntegrationRange, SharedFprCurve, auimo, aupimo, pimo_curves
     from pimo.results import (
         AuimoResult,
@@ -76,8 +76,8 @@ _LAZY_NAMES: dict[str, str] = {
     "DatasetError": "pimo.data.problems",
     "EvaluationResult": "pimo.evaluate",
     "evaluate_dataset": "pimo.evaluate",
-    "ImageMetricsResult": "pimo.image_metrics",
-    "image_metrics": "pimo.image_metrics",
+    "ImageMetricsResult": "pimo.imagemetrics",
+    "image_metrics": "pimo.imagemetrics",
     "IntegrationRange": "pimo.pimo",
     "SharedFprCurve": "pimo.pimo",
     "auimo": "pimo.pimo",
@@ -103,8 +103,8 @@ _LAZY_NAMES: dict[str, str] = {
 
 # submodules reachable as attributes of the package without an explicit import
 _LAZY_SUBMODULES = (
-    "accumulate", "data", "evaluate", "pimo", "plots", "report", "results", "setmetrics", "stats",
-    "streaming", "thresholds",
+    "accumulate", "data", "evaluate", "imagemetrics", "pimo", "plots", "report", "results",
+    "setmetrics", "stats", "streaming", "thresholds",
 )
 
 
