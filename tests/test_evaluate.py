@@ -151,6 +151,11 @@ def test_save_writes_published_layout(tmp_path: Path) -> None:
     full = np.stack([resize_bilinear(m, SIZE) for m in maps])
     assert image_auroc == pytest.approx(pimo.image_metrics(full, masks).auroc, abs=1e-12)
     assert info["files"]["image_auroc"] == "image_auroc.json"
+    image_level = pimo.image_metrics(full, masks)
+    assert pimo.load_value(tmp_path / "out" / "image_ap.json") == pytest.approx(image_level.ap)
+    f1_file = json.loads((tmp_path / "out" / "image_f1max.json").read_text())
+    assert f1_file["value"] == pytest.approx(image_level.f1_max)
+    assert f1_file["threshold"] == image_level.f1_max_threshold
     expected_types = [path.split("/")[2] for path in paths]  # bottle/test/<defect>/...
     assert [image["defect_type"] for image in info["images"]] == expected_types
     assert scores.extra["defect_types"] == expected_types

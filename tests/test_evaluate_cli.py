@@ -151,3 +151,48 @@ def test_progress_display_follows_the_terminal(monkeypatch) -> None:
     assert isinstance(evaluate_cmd.progress_for("x"), evaluate_cmd.RichProgress)
     quiet = evaluate_cmd.progress_for("x", quiet=True)
     assert isinstance(quiet, evaluate_cmd.RichProgress) and quiet._progress.disable
+
+
+def test_pixel_and_image_ap_and_f1max_files(tmp_path: Path, capsys) -> None:
+    from pimo.data import resize_bilinear
+    from tests.test_evaluate import SIZE
+
+    maps, masks, _ = make_mvtec(tmp_path / "data", "bottle", seed=1)
+    write_maps(tmp_path / "maps", maps, _)
+    args = _args(tmp_path, "--categories", "all", "--model-name", "m1")
+    args[args.index("-o") + 1] = str(tmp_path / "runs" / "m1")
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "AP" in printed and "F1max" in printed
+    table = [line for line in printed.splitlines() if "results in" not in line]
+    assert max(len(line) for line in table) <= 80
+    out = tmp_path / "runs" / "m1" / "mvtec" / "bottle"
+    full = np.stack([resize_bilinear(m, SIZE) for m in maps])
+    pixel = pimo.set_metrics(full, masks, fpr_limits=(0.3, 0.05))
+    image = pimo.image_metrics(full, masks)
+    expected = {
+        "auroc.json": (pixel.auroc, None), "aupro.json": (pixel.aupro[0.3], None),
+        "aupro_05.json": (pixel.aupro[0.05], None), "aupr.json": (pixel.ap, None),
+        "f1max.json": (pixel.f1_max, pixel.f1_max_threshold),
+        "image_auroc.json": (image.auroc, None), "image_ap.json": (image.ap, None),
+        "image_f1max.json": (image.f1_max, image.f1_max_threshold),
+    }
+    for name, (value, threshold) in expected.items():
+        payload = json.loads((out / name).read_text())
+        assert payload["value"] == pytest.approx(value, abs=1e-12), name
+        if threshold is not None:
+            assert payload["threshold"] == pytest.approx(threshold, abs=1e-6), name
+    info = json.loads((out / "evaluation.json").read_text())
+    assert info["set_metrics"]["aupr"] == pytest.approx(pixel.ap, abs=1e-12)
+    assert info["set_metrics"]["f1max"] == pytest.approx(pixel.f1_max, abs=1e-12)
+    assert info["files"]["aupr"] == "aupr.json" and info["files"]["f1max"] == "f1max.json"
+    assert info["image_metrics"]["image_ap"] == pytest.approx(image.ap, abs=1e-12)
+
+    # pimo compare reads them back
+    assert main(["compare", str(tmp_path / "runs"), "--json", str(tmp_path / "c.json"),
+                 "--quiet"]) == 0
+    model = json.loads((tmp_path / "c.json").read_text())["datasets"]["mvtec/bottle"][
+        "models"]["m1"]
+    for name in ("aupr", "f1max", "image_auroc", "image_ap", "image_f1max"):
+        assert model[name] == pytest.approx(json.loads((out / f"{name}.json").read_text())[
+            "value"]), name

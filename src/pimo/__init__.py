@@ -103,8 +103,8 @@ _LAZY_NAMES: dict[str, str] = {
 
 # submodules reachable as attributes of the package without an explicit import
 _LAZY_SUBMODULES = (
-    "accumulate", "data", "evaluate", "pimo", "plots", "report", "results", "setmetrics", "stats",
-    "streaming", "thresholds",
+    "accumulate", "data", "evaluate", "imagemetrics", "pimo", "plots", "report", "results",
+    "setmetrics", "stats", "streaming", "thresholds",
 )
 
 

@@ -30,10 +30,13 @@ Output (:meth:`EvaluationResult.save`)
 ``aupimo/aupimos.json``
     Per-image AUPIMO in the paper's format, with ``paths`` and each image's defect type
     (``defect_types``, from the layout's folders; readers ignore unknown fields).
-``auroc.json``, ``aupro.json``, ``aupro_05.json``
-    ``{"value": x}``: pixel AUROC, AUPRO up to FPR 0.3 and up to FPR 0.05.
-``image_auroc.json``
-    ``{"value": x}``: image AUROC of the maps' maxima (:func:`pimo.image_metrics`).
+``auroc.json``, ``aupro.json``, ``aupro_05.json``, ``aupr.json``, ``f1max.json``
+    ``{"value": x}``: pixel AUROC, AUPRO up to FPR 0.3 and up to FPR 0.05, pixel average
+    precision and pixel F1-max (``f1max.json`` also holds its ``"threshold"``), as
+    :func:`pimo.set_metrics`.
+``image_auroc.json``, ``image_ap.json``, ``image_f1max.json``
+    ``{"value": x}``: image AUROC, AP and F1-max (with its ``"threshold"``) of the maps'
+    maxima (:func:`pimo.image_metrics`).
 ``evaluation.json``
     What is needed to find the data again and redraw curves (see :meth:`EvaluationResult.to_dict`).
     It is written last, and records the run (:class:`~pimo._outputs.EvaluationRun`).
@@ -76,10 +79,18 @@ from pimo.data.problems import DatasetError, Problem
 from pimo.data.resize import resize_bilinear, resize_nearest
 from pimo.imagemetrics import ImageMetricsResult, image_metrics
 from pimo.results import AupimoResult, save_value
-from pimo.setmetrics import SetMetricsAccumulator, SetMetricsResult, aupro_filename
+from pimo.setmetrics import (
+    AP_FILE,
+    AUROC_FILE,
+    F1_MAX_FILE,
+    SetMetricsAccumulator,
+    SetMetricsResult,
+    aupro_filename,
+)
 
 __all__ = [
     "EVALUATION_FILE",
+    "F1_MAX_THRESHOLD",
     "SET_METRIC_FILES",
     "EvaluatedImage",
     "EvaluationResult",
@@ -89,15 +100,19 @@ __all__ = [
     "evaluate_dataset",
 ]
 
+#: The set metrics of an evaluation (keys of :attr:`EvaluationResult.set_metrics`) and their
+#: ``{"value": x}`` files: the names are the files' stems.
 SET_METRIC_FILES = {
-    "auroc": "auroc.json",
-    "aupro": aupro_filename(0.3),
-    "aupro_05": aupro_filename(0.05),
+    Path(filename).stem: filename
+    for filename in (AUROC_FILE, aupro_filename(0.3), aupro_filename(0.05), AP_FILE, F1_MAX_FILE)
 }
+#: The key of :attr:`EvaluationResult.set_metrics` holding the threshold reaching F1-max (kept
+#: in ``f1max.json`` as ``"threshold"``).
+F1_MAX_THRESHOLD = "f1max_threshold"
 SET_METRIC_LIMITS = (0.3, 0.05)
 # The set-metric accumulator's settings (the figures of SET_METRIC_FILES).
-SET_METRICS_SETTINGS: dict[str, Any] = {"fpr_limits": SET_METRIC_LIMITS, "ap": False,
-                                        "f1_max": False}
+SET_METRICS_SETTINGS: dict[str, Any] = {"fpr_limits": SET_METRIC_LIMITS, "ap": True,
+                                        "f1_max": True}
 _FORMAT = "pimo-evaluation"
 _FORMAT_VERSION = 1
 
@@ -189,8 +204,10 @@ class EvaluationResult:
     aupimo : AupimoResult
         Per-image AUPIMO, in the order of :attr:`images` (sorted relative paths).
     set_metrics : dict of str to float, or None
-        ``auroc``, ``aupro`` (FPR up to 0.3) and ``aupro_05`` (up to 0.05); None when they
-        were not computed (see :attr:`set_metrics_note`).
+        ``auroc``, ``aupro`` (FPR up to 0.3), ``aupro_05`` (up to 0.05), ``aupr`` (pixel
+        average precision), ``f1max`` (pixel F1-max) and ``f1max_threshold`` (the highest
+        threshold reaching it), as :func:`pimo.set_metrics`; None when they were not computed
+        (see :attr:`set_metrics_note`).
     set_metrics_note : str or None
         Why the set metrics were not computed.
     layout, dataset_root, category : str, Path, str
@@ -242,7 +259,7 @@ class EvaluationResult:
         """AUPIMO statistics over anomalous images, and the set metrics when computed."""
         summary: dict[str, Any] = {"category": self.category, **self.aupimo.summary()}
         for name in SET_METRIC_FILES:
-            summary[name] = None if self.set_metrics is None else self.set_metrics[name]
+            summary[name] = None if self.set_metrics is None else self.set_metrics.get(name)
         if self.image_metrics is not None:
             summary.update(self.image_metrics.values())
         return summary
@@ -265,7 +282,8 @@ class EvaluationResult:
         run = run or EvaluationRun.new([self.category])
         files = {"aupimo": AUPIMO_FILE}
         if self.set_metrics is not None:
-            files.update(SET_METRIC_FILES)
+            files.update({name: filename for name, filename in SET_METRIC_FILES.items()
+                          if name in self.set_metrics})
         image_level = None if self.image_metrics is None else self.image_metrics.values()
         files.update({name: f"{name}.json" for name in image_level or {}})
         return {
@@ -312,7 +330,8 @@ class EvaluationResult:
         Returns
         -------
         SavedFiles
-            ``aupimo``, ``auroc``, ``aupro``, ``aupro_05`` (when computed), ``evaluation``;
+            ``aupimo``; ``auroc``, ``aupro``, ``aupro_05``, ``aupr``, ``f1max`` (when
+            computed); ``image_auroc``, ``image_ap``, ``image_f1max``; ``evaluation``;
             ``removed`` lists the stale files removed.
         """
         directory = Path(directory)
@@ -321,7 +340,11 @@ class EvaluationResult:
         written = {"aupimo": self.aupimo.save(directory / AUPIMO_FILE)}
         if self.set_metrics is not None:
             for name, filename in SET_METRIC_FILES.items():
-                written[name] = save_value(directory / filename, self.set_metrics[name])
+                if name not in self.set_metrics:
+                    continue
+                extra = ({"threshold": self.set_metrics.get(F1_MAX_THRESHOLD)}
+                         if filename == F1_MAX_FILE else {})
+                written[name] = save_value(directory / filename, self.set_metrics[name], **extra)
         if self.image_metrics is not None:
             written.update(self.image_metrics.save(directory))
         removed = remove_stale_files(directory, [*written.values(), directory / EVALUATION_FILE])
@@ -607,6 +630,9 @@ def _set_metric_values(computed: SetMetricsResult) -> dict[str, float]:
         "auroc": float(computed.auroc),
         "aupro": float(computed.aupro[0.3]),
         "aupro_05": float(computed.aupro[0.05]),
+        "aupr": float(computed.ap),
+        "f1max": float(computed.f1_max),
+        F1_MAX_THRESHOLD: float(computed.f1_max_threshold),
     }
 
 

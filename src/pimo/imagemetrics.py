@@ -6,6 +6,12 @@ Each image gets one score :math:`s_i` (by default the maximum of its anomaly map
 - image AUROC: the area under the ROC curve of ``(s, l)``, ties as
   ``sklearn.metrics.roc_auc_score`` (a tied normal/anomalous pair counts 1/2):
   :math:`\frac{1}{N_0 N_1}\sum_{i: l_i=0}\sum_{j: l_j=1} [s_j > s_i] + \tfrac12 [s_j = s_i]`.
+- image AP: :math:`\sum_k (R_k - R_{k-1}) P_k` over the distinct thresholds in decreasing
+  order, as ``sklearn.metrics.average_precision_score``, with precision
+  :math:`P(t) = |\{s \ge t, l = 1\}| / |\{s \ge t\}|` and recall
+  :math:`R(t) = |\{s \ge t, l = 1\}| / N_1`.
+- image F1-max: :math:`\max_t 2 P(t) R(t) / (P(t) + R(t))` over the distinct scores, and the
+  (highest) threshold ``t`` reaching it (``s >= t`` is anomalous).
 
 There is one implementation of these curves in pimo, the set-metrics engine
 (:func:`pimo.set_metrics`): the scores are handed to it as one-pixel images, a ``(N, 1, 1)``
@@ -53,6 +59,12 @@ class ImageMetricsResult:
     ----------
     auroc : float
         Image AUROC (as ``sklearn.metrics.roc_auc_score(labels, scores)``).
+    ap : float
+        Image average precision (as ``sklearn.metrics.average_precision_score``).
+    f1_max : float
+        The largest image F1 over all thresholds.
+    f1_max_threshold : float
+        The highest threshold ``t`` (a score: ``s >= t`` is anomalous) giving ``f1_max``.
     scores : ndarray, shape (N,)
         The image scores used (the maps' maxima by default).
     labels : ndarray of int8, shape (N,)
@@ -62,6 +74,9 @@ class ImageMetricsResult:
     """
 
     auroc: float
+    ap: float
+    f1_max: float
+    f1_max_threshold: float
     scores: np.ndarray
     labels: np.ndarray
     score: str
@@ -72,13 +87,17 @@ class ImageMetricsResult:
         return int(self.labels.shape[0])
 
     def values(self) -> dict[str, float]:
-        """``{"image_auroc": ...}``: the figures, named as their ``{"value": x}`` files."""
-        return {"image_auroc": float(self.auroc)}
+        """The figures, named as their ``{"value": x}`` files (``image_auroc``, ...)."""
+        return {"image_auroc": float(self.auroc), "image_ap": float(self.ap),
+                "image_f1max": float(self.f1_max)}
 
     def save(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write ``image_auroc.json`` (``{"value": x}``, atomically) into ``directory``."""
+        """Write ``image_auroc.json``, ``image_ap.json`` and ``image_f1max.json`` (with its
+        ``"threshold"``) as ``{"value": x}`` files, atomically, into ``directory``."""
         folder = Path(directory)
-        return {name: save_value(folder / f"{name}.json", value)
+        extra: dict[str, dict[str, float]] = {
+            "image_f1max": {"threshold": float(self.f1_max_threshold)}}
+        return {name: save_value(folder / f"{name}.json", value, **extra.get(name, {}))
                 for name, value in self.values().items()}
 
 
@@ -151,7 +170,7 @@ def image_metrics(
     score: str = "max",
     paths: Sequence[str] | None = None,
 ) -> ImageMetricsResult:
-    r"""Image AUROC of per-image scores, equal to scikit-learn's on the same data.
+    r"""Image AUROC, AP and F1-max of per-image scores, equal to scikit-learn's on the same data.
 
     Parameters
     ----------
@@ -223,7 +242,10 @@ def image_metrics(
         scores = scores.astype(np.float64)
     one_pixel = scores.reshape(-1, 1, 1)
     result = set_metrics(one_pixel, labels.reshape(-1, 1, 1).astype(bool), fpr_limits=(),
-                         auroc=True, paths=paths)
-    assert result.auroc is not None
-    return ImageMetricsResult(auroc=float(result.auroc), scores=scores, labels=labels,
-                              score=used)
+                         auroc=True, ap=True, f1_max=True, paths=paths)
+    assert result.auroc is not None and result.ap is not None and result.f1_max is not None
+    assert result.f1_max_threshold is not None
+    return ImageMetricsResult(auroc=float(result.auroc), ap=float(result.ap),
+                              f1_max=float(result.f1_max),
+                              f1_max_threshold=float(result.f1_max_threshold), scores=scores,
+                              labels=labels, score=used)

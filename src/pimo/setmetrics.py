@@ -60,8 +60,11 @@ from pimo._validate import (
 from pimo.results import save_value
 
 __all__ = [
+    "AP_FILE",
+    "AUROC_FILE",
     "DEFAULT_FPR_LIMITS",
     "DEFAULT_MAX_STATE_BYTES",
+    "F1_MAX_FILE",
     "SetCurves",
     "SetMetricsAccumulator",
     "SetMetricsResult",
@@ -74,6 +77,11 @@ __all__ = [
 
 DEFAULT_FPR_LIMITS: tuple[float, ...] = (0.3, 0.05)
 DEFAULT_MAX_STATE_BYTES = 4 * 2**30
+#: Published ``{"value": x}`` file names of pixel AUROC, pixel AP and pixel F1-max (AUPRO's:
+#: :func:`aupro_filename`).
+AUROC_FILE = "auroc.json"
+AP_FILE = "aupr.json"
+F1_MAX_FILE = "f1max.json"
 _ITEM_PIXELS = 1 << 18  # pixels per work item (parallel grain)
 
 # connectivity (neighbours of a pixel) -> rank (axes in which a neighbour may differ)
@@ -252,15 +260,15 @@ class SetMetricsResult:
         folder.mkdir(parents=True, exist_ok=True)
         written = []
         if self.auroc is not None:
-            written.append(save_value(folder / "auroc.json", self.auroc))
+            written.append(save_value(folder / AUROC_FILE, self.auroc))
         for limit, value in self.aupro.items():
             written.append(
                 save_value(folder / aupro_filename(limit), value, fpr_limit=float(limit))
             )
         if self.ap is not None:
-            written.append(save_value(folder / "aupr.json", self.ap))
+            written.append(save_value(folder / AP_FILE, self.ap))
         if self.f1_max is not None:
-            written.append(save_value(folder / "f1max.json", self.f1_max,
+            written.append(save_value(folder / F1_MAX_FILE, self.f1_max,
                                       threshold=self.f1_max_threshold))
         return written
 

@@ -131,15 +131,19 @@ def _parse_resolution(text: str | None) -> tuple[int, int] | None:
 
 
 def print_summary(results: Sequence[EvaluationResult], *, title: str = "pimo evaluate") -> None:
-    """A rich table: one row per category (AUPIMO statistics, AUROC, AUPRO), in percent."""
+    """A rich table: one row per category (AUPIMO statistics, pixel AUROC, AUPRO, AP, F1-max).
+
+    In percent, within 80 columns.
+    """
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, box=box.SIMPLE_HEAD,
-                  caption="in %; AUPIMO over anomalous images; AUPRO up to FPR 30 % and 5 %")
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0),
+                  caption="in %; AUPIMO over anomalous images; AUPRO to FPR 30 %, 5 %; "
+                          "pixel AP, F1")
     for column in ("category", "images", "anom.", "AUPIMO", "std", "median", "AUROC", "AUPRO",
-                   "AUPRO5"):
+                   "AUPRO5", "AP", "F1max"):
         table.add_column(column, justify="left" if column == "category" else "right")
 
     def percent(value: float | None) -> str:
@@ -151,11 +155,13 @@ def print_summary(results: Sequence[EvaluationResult], *, title: str = "pimo eva
             result.category, str(summary["num_images"]), str(summary["num_anomalous"]),
             percent(summary["mean"]), percent(summary["std"]), percent(summary["median"]),
             percent(summary["auroc"]), percent(summary["aupro"]), percent(summary["aupro_05"]),
+            percent(summary["aupr"]), percent(summary["f1max"]),
         )
     Console().print(table)
     if any(result.set_metrics is None for result in results):
         notes = {result.set_metrics_note for result in results if result.set_metrics_note}
-        Console().print(f"AUROC and AUPRO {'; '.join(sorted(notes)) or 'not computed'}.")
+        why = "; ".join(sorted(notes)) or "not computed"
+        Console().print(f"AUROC, AUPRO, AP and F1-max {why}.")
 
 
 def _category_folders(
@@ -315,7 +321,8 @@ def parse_maps_options(values: Sequence[str]) -> Path | dict[str, Path]:
               help="Leave out images whose map, mask or image file is missing (and maps or "
                    "masks without image), listing them on stderr and in evaluation.json, "
                    "instead of failing.")
-@click.option("--no-set-metrics", is_flag=True, help="Skip AUROC and AUPRO (one pass less).")
+@click.option("--no-set-metrics", is_flag=True,
+              help="Skip pixel AUROC, AUPRO, AP and F1-max (one pass less).")
 @click.option("--workers", type=int, default=None, help="Decoding threads (default: up to 4; "
               "with --scheduler, per task, default 1).")
 @click.option("--scheduler", default=None, metavar="local|ADDRESS",
