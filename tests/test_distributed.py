@@ -176,7 +176,7 @@ def test_sweep_and_cli_on_a_cluster(client, tmp_path):
     assert main([*args, *named, "--scheduler", client.scheduler.address,
                  "-o", str(tmp_path / "dask")]) == 0
     one = json_files(tmp_path / "one")
-    assert len(one) == 2 * 2 * 5
+    assert len(one) == 2 * 2 * 10  # aupimos, evaluation, 5 pixel and 3 image metric files
     assert json_files(tmp_path / "dask") == one
     for name, by_category in swept.items():
         run = EvaluationRun.new(list(by_category))  # one run per model, as the CLI writes

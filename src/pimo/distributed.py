@@ -63,6 +63,7 @@ from pimo.evaluate import (
     _plan_jobs,
     _raise_problems,
     _set_metric_values,
+    _with_image_level,
 )
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ class _Partial:
 
     states: States
     problems: list[Problem]
+    image_scores: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
 
 
 def merge_states(specs: Mapping[str, AccumulatorSpec], *states: Mapping[str, Any]) -> States:
@@ -159,7 +161,8 @@ def _merge_partials(specs: Mapping[str, AccumulatorSpec], *partials: _Partial) -
     problems = [problem for partial in partials for problem in partial.problems]
     if problems:  # the result will not be computed: carry the problems only
         return _Partial({}, problems)
-    return _Partial(merge_states(specs, *(p.states for p in partials)), [])
+    return _Partial(merge_states(specs, *(p.states for p in partials)), [],
+                    np.concatenate([p.image_scores for p in partials]))
 
 
 def reduce_states(
@@ -264,6 +267,7 @@ def _summarise_task(plan: _Plan, jobs: list[_Job], options: _Options,
     """Read a chunk of images and return the accumulators' states (or the files' problems)."""
     accumulators = {name: spec.new() for name, spec in specs.items()}
     problems: list[Problem] = []
+    image_scores = np.zeros(len(jobs), dtype=np.float64)  # each map's maximum
     source = open_maps(plan.maps_location)
     try:
         def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
@@ -271,13 +275,16 @@ def _summarise_task(plan: _Plan, jobs: list[_Job], options: _Options,
                              mask_threshold=options.mask_threshold,
                              label_masks=plan.layout.label_masks)
 
-        for job, loaded in zip(jobs, ordered_map(load, jobs, options.workers), strict=True):
+        for position, (job, loaded) in enumerate(
+            zip(jobs, ordered_map(load, jobs, options.workers), strict=True)
+        ):
             if isinstance(loaded, Problem):
                 problems.append(loaded)
                 continue
             if problems:
                 continue
             anomaly_map, mask = loaded
+            image_scores[position] = anomaly_map.max()
             if mask is None:
                 mask = np.zeros(anomaly_map.shape, dtype=bool)
             for accumulator in accumulators.values():
@@ -286,7 +293,8 @@ def _summarise_task(plan: _Plan, jobs: list[_Job], options: _Options,
         source.close()
     if problems:
         return _Partial({}, problems)
-    return _Partial({name: acc.state_dict() for name, acc in accumulators.items()}, [])
+    return _Partial({name: acc.state_dict() for name, acc in accumulators.items()}, [],
+                    image_scores)
 
 
 @dataclass
@@ -294,18 +302,19 @@ class _Computed:
     aupimo: Any
     set_metrics: dict[str, float] | None
     problems: list[Problem]
+    image_scores: np.ndarray
 
 
 def _compute_task(partial: _Partial, specs: Mapping[str, AccumulatorSpec]) -> _Computed:
     if partial.problems:
-        return _Computed(None, None, partial.problems)
+        return _Computed(None, None, partial.problems, partial.image_scores)
     aupimo = specs["aupimo"].restore(partial.states["aupimo"]).compute()
     metrics = None
     if "set_metrics" in specs:
         metrics = _set_metric_values(
             specs["set_metrics"].restore(partial.states["set_metrics"]).compute()
         )
-    return _Computed(aupimo, metrics, [])
+    return _Computed(aupimo, metrics, [], partial.image_scores)
 
 
 # --------------------------------------------------------------------------------------
@@ -392,8 +401,11 @@ def _run(
         what = _describe_category(plan.layout, plan.category)
         _raise_problems(outcome.problems, what=what, skip_missing=options.skip_missing)
         paths = [job.sample.relative_path for job in plan.jobs]
+        aupimo, image_level = _with_image_level(
+            dataclasses.replace(outcome.aupimo, paths=paths), plan.jobs, outcome.image_scores
+        )
         results.append(EvaluationResult(
-            aupimo=dataclasses.replace(outcome.aupimo, paths=paths),
+            aupimo=aupimo,
             set_metrics=outcome.set_metrics,
             set_metrics_note=None if options.set_metrics else "not computed: disabled",
             layout=plan.layout.name,
@@ -405,6 +417,7 @@ def _run(
             skipped=plan.skipped,
             resolution=options.target_size,
             mask_threshold=options.mask_threshold,
+            image_metrics=image_level,
         ))
     return results
 

@@ -636,6 +636,20 @@ def _set_metric_values(computed: SetMetricsResult) -> dict[str, float]:
     }
 
 
+def _with_image_level(aupimo: AupimoResult, jobs: Sequence[_Job], image_scores: np.ndarray
+                      ) -> tuple[AupimoResult, ImageMetricsResult]:
+    """The per-image scores with each image's defect type, and the image-level metrics.
+
+    ``image_scores`` holds each map's maximum, in the order of ``jobs``.
+    """
+    paths = [job.sample.relative_path for job in jobs]
+    image_level = image_metrics(image_scores, [int(job.anomalous) for job in jobs], paths=paths)
+    defect_types = [job.sample.defect_type for job in jobs]
+    if any(defect is not None for defect in defect_types):
+        aupimo = replace(aupimo, extra={**aupimo.extra, "defect_types": defect_types})
+    return aupimo, image_level
+
+
 def _evaluated_image(job: _Job, layout: DatasetLayout) -> EvaluatedImage:
     return EvaluatedImage(
         path=job.sample.relative_path,
@@ -771,12 +785,8 @@ def evaluate_dataset(
         except UnreachableFprError as error:  # constant normal maps among them
             raise _with_normal_maps(error, what, normal, source) from error
         _raise_problems(stream_problems, what=what, skip_missing=skip_missing)
-        aupimo = aupimo_stream.result(paths)
-        image_level = image_metrics(image_scores, [int(job.anomalous) for job in kept],
-                                    paths=paths)
-        defect_types = [job.sample.defect_type for job in kept]
-        if any(defect is not None for defect in defect_types):
-            aupimo = replace(aupimo, extra={**aupimo.extra, "defect_types": defect_types})
+        aupimo, image_level = _with_image_level(aupimo_stream.result(paths), kept,
+                                                image_scores)
         metrics, note = None, None
         if set_accumulator is not None:
             computed = set_accumulator.compute()
