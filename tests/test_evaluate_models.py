@@ -68,7 +68,8 @@ def test_named_models_go_to_their_folders(tmp_path: Path) -> None:
         assert sorted(alone) == sorted(
             f"mvtec/{c}/{f}" for c in ("bottle", "cable")
             for f in ("aupimo/aupimos.json", "auroc.json", "aupro.json", "aupro_05.json",
-                      "evaluation.json")
+                      "aupr.json", "f1max.json", "image_auroc.json", "image_ap.json",
+                      "image_f1max.json", "evaluation.json")
         )
         named = json_files(tmp_path / "out" / model)
         for name, content in alone.items():  # the named run records the name given
