@@ -73,7 +73,8 @@ def test_rerun_into_used_folder_removes_the_previous_runs_files(
     assert "removed" in err and "auroc.json" in err
     # compare now shows no AUROC of the first model beside the second model's AUPIMO
     info = json.loads((out / "evaluation.json").read_text())
-    assert info["files"] == {"aupimo": "aupimo/aupimos.json"}
+    assert info["files"] == {"aupimo": "aupimo/aupimos.json", "image_auroc": "image_auroc.json",
+                             "image_ap": "image_ap.json", "image_f1max": "image_f1max.json"}
 
 
 def test_categories_of_one_run_share_a_run_id(tmp_path: Path, mvtec) -> None:

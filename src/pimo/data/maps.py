@@ -40,6 +40,7 @@ categories, maps whose folders name another category are left out before matchin
 from __future__ import annotations
 
 import os
+import threading
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -66,6 +67,10 @@ __all__ = [
 ]
 
 MAP_EXTENSIONS = (".npy", ".npz", ".tiff", ".tif", ".png", ".pt", ".pth")
+# numpy parses .npy headers with ast.literal_eval, which some CPython 3.11 releases do not
+# support from several threads at once ("SystemError: AST constructor recursion depth
+# mismatch"); the decoding threads read .npy/.npz files one at a time.
+_NPY_LOCK = threading.Lock()
 _STACKED_KEYS = ("asmaps", "paths")
 
 
@@ -186,7 +191,8 @@ def read_map_file(path: str | os.PathLike[str], *, name: str | None = None) -> n
     require_regular_file(path, "map", name)
     try:
         if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
+            with _NPY_LOCK:
+                array = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 keys = list(archive.keys())
@@ -207,7 +213,8 @@ def read_map_file(path: str | os.PathLike[str], *, name: str | None = None) -> n
                         f"it holds several arrays ({', '.join(keys)}); "
                         "save one array, or name it 'anomaly_map'.",
                     )
-                array = archive[key]
+                with _NPY_LOCK:
+                    array = archive[key]
         elif suffix in (".tif", ".tiff"):
             import tifffile
 
