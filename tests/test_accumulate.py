@@ -10,7 +10,6 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -253,8 +252,10 @@ def test_float64_after_float32_widens_exactly(example):
     assert_same(accumulator.compute(), expected)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
-def test_torch_batches_summarised_on_device_equal_numpy(example, dtype):
+@pytest.mark.parametrize("dtype_name", ["float32", "float64", "float16"])
+def test_torch_batches_summarised_on_device_equal_numpy(example, dtype_name):
+    torch = pytest.importorskip("torch", reason="torch batches need torch (pimo[torch])")
+    dtype = getattr(torch, dtype_name)
     maps, masks = example
     maps_torch = torch.from_numpy(maps).to(dtype)
     reference, on_device = pimo.AupimoAccumulator(with_auimo=True), pimo.AupimoAccumulator(
@@ -274,6 +275,7 @@ def test_torch_batches_summarised_on_device_equal_numpy(example, dtype):
 
 
 def test_torch_batch_with_bad_values_gets_the_numpy_errors(example):
+    torch = pytest.importorskip("torch", reason="torch batches need torch (pimo[torch])")
     maps, masks = example
     bad = torch.from_numpy(maps[:3].copy())
     bad[1, 2, 3] = float("nan")
@@ -342,6 +344,7 @@ def test_constant_normal_maps_and_unreachable_bound():
 
 
 def test_empty_state_dict_has_every_key_and_round_trips(example):
+    torch = pytest.importorskip("torch", reason="state dicts held as tensors need torch")
     empty = pimo.AupimoAccumulator().state_dict()
     assert set(empty) == set(pimo.AupimoAccumulator.STATE_REDUCTIONS)
     for value in empty.values():
