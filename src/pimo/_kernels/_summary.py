@@ -104,6 +104,20 @@ def tail_cut_bins(bits, masks, offsets, budgets, shift, sign_bit, all_ones,
     return cut_bins, num_candidates, first_bad
 
 
+@nb.njit(inline="always", cache=True)
+def _keep_top(out, start, end, budget):  # pragma: no cover - compiled
+    """Keep the ``budget`` highest values of ``out[start:end]`` (ties at the cut completed)
+    at the front of that range; returns the new end."""
+    kth = end - start - budget
+    cut = np.partition(out[start:end], kth)[kth]
+    keep = start
+    for q in range(start, end):
+        if out[q] >= cut:
+            out[keep] = out[q]
+            keep += 1
+    return keep
+
+
 @nb.njit(parallel=True, cache=True)
 def collect_summaries(maps, bits, masks, offsets, positive_counts, cut_bins, budgets,
                       out_offsets, out, shift, sign_bit, all_ones):  # pragma: no cover
@@ -137,14 +151,7 @@ def collect_summaries(maps, bits, masks, offsets, positive_counts, cut_bins, bud
         budget = budgets[image]
         num_candidates = write_tail - tail_start
         if cut_bin != KEEP_ALL and cut_bin != KEEP_NONE and num_candidates > budget:
-            kth = num_candidates - budget
-            cut = np.partition(out[tail_start:write_tail], kth)[kth]
-            keep = tail_start
-            for q in range(tail_start, write_tail):
-                if out[q] >= cut:
-                    out[keep] = out[q]
-                    keep += 1
-            write_tail = keep
+            write_tail = _keep_top(out, tail_start, write_tail, budget)
         kept[image] = write_tail - out_offsets[image]
     return kept
 
@@ -224,13 +231,6 @@ def sampled_summaries(maps, masks, offsets, positive_counts, budgets, out_offset
             kept[image] = -1
         else:
             if num_candidates > budget:
-                kth = num_candidates - budget
-                cut = np.partition(out[tail_start:write_tail], kth)[kth]
-                keep = tail_start
-                for q in range(tail_start, write_tail):
-                    if out[q] >= cut:
-                        out[keep] = out[q]
-                        keep += 1
-                write_tail = keep
+                write_tail = _keep_top(out, tail_start, write_tail, budget)
             kept[image] = write_tail - out_offsets[image]
     return kept, first_bad
