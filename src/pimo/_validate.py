@@ -19,6 +19,8 @@ __all__ = [
     "ConstantNormalMapsError",
     "EmptyInputError",
     "FprBoundsError",
+    "IgnoreMaskError",
+    "IgnoredPixels",
     "ImageSet",
     "IncompleteSummaryError",
     "MaskValueError",
@@ -100,6 +102,10 @@ class UnreachableFprError(PimoValueError):
 
 class ConstantNormalMapsError(UnreachableFprError):
     """Every normal image's anomaly map is constant, so the shared FPR only takes 0 and 1."""
+
+
+class IgnoreMaskError(PimoValueError):
+    """An ignore mask leaves out a whole image, every anomalous pixel of one, or a region."""
 
 
 class IncompleteSummaryError(PimoValueError):
@@ -218,6 +224,10 @@ class ImageSet:
         Anomalous (mask) pixels per image.
     paths : list of str or None
         Image paths used in messages and score files.
+    ignored : IgnoredPixels or None
+        Set when an ignore mask left pixels out: then image i's flat arrays hold only its
+        ``num_pixels[i]`` kept pixels (in C order) of the ``prod(shapes[i])`` it has, and
+        ``mask_counts`` counts kept anomalous pixels. ``None``: every pixel is kept.
     """
 
     maps_flat: np.ndarray
@@ -227,6 +237,25 @@ class ImageSet:
     num_pixels: np.ndarray
     mask_counts: np.ndarray
     paths: list[str] | None
+    ignored: IgnoredPixels | None = None
+
+    def full_pixel(self, index: int, pixel: int) -> int:
+        """The flat index in the whole image ``index`` of its kept pixel number ``pixel``."""
+        if self.ignored is None:
+            return pixel
+        return int(np.flatnonzero(self.ignored.kept_of(index))[pixel])
+
+    def full_image(self, index: int, values: np.ndarray, fill: Any) -> np.ndarray:
+        """Per-pixel ``values`` of image ``index`` (one per kept pixel) in its original shape.
+
+        Left-out pixels get ``fill``; without an ignore mask this is a reshape (a view).
+        """
+        shape = self.shapes[index]
+        if self.ignored is None:
+            return values.reshape(shape)
+        full = np.full(math.prod(shape), fill, dtype=values.dtype)
+        full[self.ignored.kept_of(index)] = values
+        return full.reshape(shape)
 
     def map_of(self, index: int) -> np.ndarray:
         """The flat anomaly map of image ``index`` (a view)."""
@@ -268,6 +297,34 @@ class ImageSet:
     def require_both_classes(self) -> None:
         """Raise if the set lacks normal or anomalous images."""
         require_both_classes(self.mask_counts)
+
+
+@dataclass(frozen=True)
+class IgnoredPixels:
+    """The pixels an ignore mask left out of an :class:`ImageSet`, in the images' own layout.
+
+    Attributes
+    ----------
+    kept_flat : ndarray of bool, shape (P_all,)
+        True for a kept pixel, every image's pixels back to back in C order.
+    offsets : ndarray of int64, shape (N + 1,)
+        Image i is ``kept_flat[offsets[i]:offsets[i + 1]]``.
+    masks_flat : ndarray of uint8, shape (P_all,)
+        The ground-truth masks before removal: AUPRO labels its regions on these, so that a
+        region cut by the ignore mask stays one region.
+    """
+
+    kept_flat: np.ndarray
+    offsets: np.ndarray
+    masks_flat: np.ndarray
+
+    def kept_of(self, index: int) -> np.ndarray:
+        """The flat bool kept-pixel mask of image ``index`` (a view)."""
+        return self.kept_flat[self.offsets[index] : self.offsets[index + 1]]
+
+    def mask_of(self, index: int) -> np.ndarray:
+        """The flat uint8 ground-truth mask of image ``index`` before removal (a view)."""
+        return self.masks_flat[self.offsets[index] : self.offsets[index + 1]]
 
 
 def require_both_classes(mask_counts: np.ndarray) -> None:
@@ -393,17 +450,19 @@ def _common_map_dtype(maps: list[np.ndarray], paths: Sequence[str] | None) -> np
     return np.dtype(np.float64)  # float64 and integer maps: exact in float64 (|int| <= 2**53)
 
 
-def _check_mask_dtype(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> None:
+def _check_mask_dtype(mask: np.ndarray, index: int, paths: Sequence[str] | None,
+                      what: str = "mask") -> None:
     if mask.dtype != np.bool_ and mask.dtype.kind not in "iuf":
         raise PimoTypeError(
-            f"The mask of {describe_image(index, paths)} has dtype {mask.dtype}; masks must be "
-            "bool or 0/1 integers.",
+            f"The {what} of {describe_image(index, paths)} has dtype {mask.dtype}; {what}s "
+            "must be bool or 0/1 integers.",
             image_index=index,
             path=paths[index] if paths else None,
         )
 
 
-def _check_mask_values(flat: np.ndarray, index: int, paths: Sequence[str] | None) -> None:
+def _check_mask_values(flat: np.ndarray, index: int, paths: Sequence[str] | None,
+                       what: str = "mask") -> None:
     """Raise :class:`MaskValueError` if the flat mask of image ``index`` holds a value not 0/1."""
     bad = (flat != 0) & (flat != 1)
     if np.any(bad):
@@ -416,39 +475,40 @@ def _check_mask_values(flat: np.ndarray, index: int, paths: Sequence[str] | None
             "threshold, e.g. mask > 0.5 (`pimo aupimo --mask-threshold 0.5`)."
         )
         raise MaskValueError(
-            f"The mask of {describe_image(index, paths)} holds values other than 0 and 1 "
+            f"The {what} of {describe_image(index, paths)} holds values other than 0 and 1 "
             f"(e.g. {', '.join(repr(v.item()) for v in values)}).{hint}",
             image_index=index,
             path=paths[index] if paths else None,
         )
 
 
-def _flat_mask(mask: np.ndarray, index: int, paths: Sequence[str] | None) -> np.ndarray:
+def _flat_mask(mask: np.ndarray, index: int, paths: Sequence[str] | None,
+               what: str = "mask") -> np.ndarray:
     """The mask of image ``index`` as a flat uint8 0/1 array (no copy for bool or uint8)."""
     if mask.dtype == np.bool_:
         return np.ascontiguousarray(mask).reshape(-1).view(np.uint8)
-    _check_mask_dtype(mask, index, paths)
+    _check_mask_dtype(mask, index, paths, what)
     flat = np.ascontiguousarray(mask).reshape(-1)
-    _check_mask_values(flat, index, paths)
+    _check_mask_values(flat, index, paths, what)
     return flat.astype(np.uint8, copy=False)
 
 
 def _flat_masks(stacked: np.ndarray | None, masks: list[np.ndarray], offsets: np.ndarray,
-                paths: Sequence[str] | None) -> np.ndarray:
+                paths: Sequence[str] | None, what: str = "mask") -> np.ndarray:
     """All masks back to back as one flat uint8 array (a view of a stacked bool/uint8 input)."""
     if stacked is None:
         flat = np.empty(int(offsets[-1]), dtype=np.uint8)
         for index, mask in enumerate(masks):
-            flat[offsets[index] : offsets[index + 1]] = _flat_mask(mask, index, paths)
+            flat[offsets[index] : offsets[index + 1]] = _flat_mask(mask, index, paths, what)
         return flat
     if stacked.dtype == np.bool_:
         return np.ascontiguousarray(stacked).reshape(-1).view(np.uint8)
-    _check_mask_dtype(stacked, 0, paths)
+    _check_mask_dtype(stacked, 0, paths, what)
     flat = np.ascontiguousarray(stacked).reshape(-1)
     bad = (flat != 0) & (flat != 1)
     if np.any(bad):
         index = int(np.searchsorted(offsets, np.argmax(bad), side="right")) - 1
-        _check_mask_values(flat[offsets[index] : offsets[index + 1]], index, paths)
+        _check_mask_values(flat[offsets[index] : offsets[index + 1]], index, paths, what)
     return flat.astype(np.uint8, copy=False)
 
 
@@ -468,6 +528,7 @@ def as_image_set(
     masks: Any,
     *,
     paths: Sequence[str] | None = None,
+    ignore_masks: Any = None,
 ) -> ImageSet:
     """Validate and flatten ``(anomaly_maps, masks)`` into an :class:`ImageSet`.
 
@@ -481,11 +542,18 @@ def as_image_set(
         Binary ground truth of the same shapes: bool, or integers/floats equal to 0 or 1.
     paths : sequence of str, optional
         Image paths, used in error messages and score files.
+    ignore_masks : array (N, H, W) or sequence of N arrays, optional
+        Pixels to leave out (1 = ignored: a border, a fixture, a "don't care" region), same
+        shapes as the masks. Every metric then sees each image without those pixels, exactly
+        as if they had never been there.
 
     Raises
     ------
     EmptyInputError, ShapeMismatchError, MaskValueError, PimoTypeError, PimoValueError
         With the index (and path) of the first offending image and the fix.
+    IgnoreMaskError
+        An ignore mask covers a whole image, or every anomalous pixel of an anomalous image
+        (it would silently count as normal).
 
     Notes
     -----
@@ -531,7 +599,7 @@ def as_image_set(
     maps_flat = _flat_maps(stacked_maps, map_list, dtype, offsets)
     from pimo import _kernels
 
-    return ImageSet(
+    image_set = ImageSet(
         maps_flat=maps_flat,
         masks_flat=masks_flat,
         offsets=offsets,
@@ -539,4 +607,67 @@ def as_image_set(
         num_pixels=num_pixels,
         mask_counts=_kernels.mask_counts(masks_flat, offsets),
         paths=list(paths) if paths is not None else None,
+    )
+    if ignore_masks is None:
+        return image_set
+    return _without_ignored(image_set, ignore_masks)
+
+
+def _without_ignored(image_set: ImageSet, ignore_masks: Any) -> ImageSet:
+    """``image_set`` with the pixels of ``ignore_masks`` (1 = left out) removed."""
+    paths = image_set.paths
+    ignore_list, stacked = _as_image_list(ignore_masks, "ignore_masks")
+    if len(ignore_list) != image_set.num_images:
+        raise ShapeMismatchError(
+            f"Got {len(ignore_list)} ignore masks for {image_set.num_images} images; pass one "
+            "ignore mask per image, in the same order (np.broadcast_to(ignore, maps.shape) "
+            "repeats one mask for every image)."
+        )
+    for index, (ignore, shape) in enumerate(zip(ignore_list, image_set.shapes, strict=True)):
+        if tuple(ignore.shape) != shape:
+            raise ShapeMismatchError(
+                f"The ignore mask of {describe_image(index, paths)} has shape {ignore.shape} "
+                f"but the image has shape {shape}; an ignore mask must have the ground-truth "
+                "mask's shape.",
+                image_index=index,
+                path=paths[index] if paths else None,
+            )
+    ignored_flat = _flat_masks(stacked, ignore_list, image_set.offsets, paths, "ignore mask")
+    kept_flat = ignored_flat == 0
+    num_pixels = np.empty(image_set.num_images, dtype=np.int64)
+    for index in range(image_set.num_images):
+        begin, end = image_set.offsets[index], image_set.offsets[index + 1]
+        num_pixels[index] = np.count_nonzero(kept_flat[begin:end])
+    offsets = np.zeros(image_set.num_images + 1, dtype=np.int64)
+    np.cumsum(num_pixels, out=offsets[1:])
+    masks_flat = image_set.masks_flat[kept_flat]
+    from pimo import _kernels
+
+    mask_counts = _kernels.mask_counts(masks_flat, offsets)
+    for index in range(image_set.num_images):
+        where = describe_image(index, paths)
+        path = paths[index] if paths else None
+        if num_pixels[index] == 0:
+            raise IgnoreMaskError(
+                f"The ignore mask of {where} covers all its {image_set.num_pixels[index]} "
+                "pixels: nothing of the image is left to evaluate. Leave the image out, or fix "
+                "its ignore mask (1 = pixel left out, 0 = pixel evaluated).",
+                image_index=index, path=path)
+        if mask_counts[index] == 0 and image_set.mask_counts[index] > 0:
+            raise IgnoreMaskError(
+                f"The ignore mask of {where} covers all {image_set.mask_counts[index]} "
+                "anomalous pixels of its mask: the image would count as a normal image and "
+                "change the shared FPR. Leave each defect (at least in part) outside the "
+                "ignore mask, or leave the image out.",
+                image_index=index, path=path)
+    return ImageSet(
+        maps_flat=image_set.maps_flat[kept_flat],
+        masks_flat=masks_flat,
+        offsets=offsets,
+        shapes=image_set.shapes,
+        num_pixels=num_pixels,
+        mask_counts=mask_counts,
+        paths=paths,
+        ignored=IgnoredPixels(kept_flat=kept_flat, offsets=image_set.offsets,
+                              masks_flat=image_set.masks_flat),
     )

@@ -293,21 +293,24 @@ def _renamed(error: PimoError, image_indices: np.ndarray, batch_number: int,
 
 def batch_records(anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None,
                   image_indices: np.ndarray, batch_number: int, normal_factor: int,
-                  upper: float, with_auimo: bool) -> _Records:
+                  upper: float, with_auimo: bool, ignore_masks: Any = None) -> _Records:
     """Validate a batch and reduce each image to its record (NumPy/numba, or torch on device).
 
     Errors name each image by ``image_indices[position]`` (its global index) and its batch.
+    With ``ignore_masks`` the records are those of the kept pixels (summarised on the host).
     """
     anomaly_maps = _squeeze_channel(anomaly_maps)
     masks = _squeeze_channel(masks)
-    if _is_torch(anomaly_maps) and _is_torch(masks) and (
+    if ignore_masks is None and _is_torch(anomaly_maps) and _is_torch(masks) and (
         paths is None or len(paths) == len(anomaly_maps)
     ):
         records = _torch_records(anomaly_maps, masks, normal_factor, upper, with_auimo)
         if records is not None:
             return records
+    if ignore_masks is not None:
+        ignore_masks = _squeeze_channel(ignore_masks)
     try:
-        image_set = as_image_set(anomaly_maps, masks, paths=paths)
+        image_set = as_image_set(anomaly_maps, masks, paths=paths, ignore_masks=ignore_masks)
         return _numpy_records(image_set, normal_factor, upper, with_auimo)
     except PimoError as error:
         raise _renamed(error, image_indices, batch_number, image_set_paths(paths)) from None
@@ -488,7 +491,7 @@ class AupimoAccumulator:
         return max(self.expected_num_normal or 0, self._num_normal, MIN_NORMAL_FACTOR)
 
     def update(self, anomaly_maps: Any, masks: Any, *,
-               paths: Sequence[str] | None = None) -> None:
+               paths: Sequence[str] | None = None, ignore_masks: Any = None) -> None:
         """Add a batch of images.
 
         Parameters
@@ -500,6 +503,8 @@ class AupimoAccumulator:
             Binary masks; an all-zero mask marks a normal image.
         paths : sequence of str, optional
             One path per image, kept for the result and messages.
+        ignore_masks : same layout as the masks, optional
+            Pixels to leave out (1 = ignored), as in :func:`pimo.aupimo`.
 
         Raises
         ------
@@ -507,10 +512,11 @@ class AupimoAccumulator:
             As :func:`pimo.aupimo` for bad input, naming the image by its global index and
             its position in the batch.
         """
-        self._add(anomaly_maps, masks, paths=paths, image_indices=None)
+        self._add(anomaly_maps, masks, paths=paths, image_indices=None,
+                  ignore_masks=ignore_masks)
 
     def _add(self, anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None,
-             image_indices: np.ndarray | None) -> _Records:
+             image_indices: np.ndarray | None, ignore_masks: Any = None) -> _Records:
         first = self.num_images
         if image_indices is None:
             count = len(anomaly_maps) if hasattr(anomaly_maps, "__len__") else 0
@@ -518,7 +524,7 @@ class AupimoAccumulator:
         records = batch_records(
             anomaly_maps, masks, paths=paths, image_indices=image_indices,
             batch_number=self._num_batches, normal_factor=self.normal_factor,
-            upper=self.fpr_bounds[1], with_auimo=self.with_auimo,
+            upper=self.fpr_bounds[1], with_auimo=self.with_auimo, ignore_masks=ignore_masks,
         )
         self._append(records, image_set_paths(paths))
         self._num_batches += 1

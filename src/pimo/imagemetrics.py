@@ -148,10 +148,11 @@ def _labels_from(masks_or_labels: Any, num_images: int, what: str,
                     dtype=np.int8)
 
 
-def _map_scores(anomaly_maps: Any, masks: Any, score: str,
-                paths: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Each map's maximum (or mean) and each mask's label, after the usual input checks."""
-    image_set = as_image_set(anomaly_maps, masks, paths=paths)
+def _map_scores(anomaly_maps: Any, masks: Any, score: str, paths: Sequence[str] | None,
+                ignore_masks: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each map's maximum (or mean) over its kept pixels and each mask's label, after the usual
+    input checks."""
+    image_set = as_image_set(anomaly_maps, masks, paths=paths, ignore_masks=ignore_masks)
     _raise_if_nonfinite(first_nonfinite_pixels(image_set), np.arange(image_set.num_images),
                         image_set)
     starts = image_set.offsets[:-1]
@@ -169,6 +170,7 @@ def image_metrics(
     *,
     score: str = "max",
     paths: Sequence[str] | None = None,
+    ignore_masks: Any = None,
 ) -> ImageMetricsResult:
     r"""Image AUROC, AP and F1-max of per-image scores, equal to scikit-learn's on the same data.
 
@@ -185,6 +187,9 @@ def image_metrics(
         benchmark tables) or its mean. Not used when scores are given.
     paths : sequence of str, optional
         Image paths, for messages.
+    ignore_masks : array (N, H, W) or sequence of N arrays, optional
+        Pixels left out of each map's score (1 = ignored), as in :func:`pimo.aupimo`; only
+        with maps, not with given scores.
 
     Returns
     -------
@@ -206,6 +211,10 @@ def image_metrics(
             "the maps."
         )
     if _is_vector(anomaly_maps_or_scores):
+        if ignore_masks is not None:
+            raise PimoValueError(
+                "ignore_masks applies to anomaly maps (it leaves pixels out of each map's "
+                "score); with image scores given, leave it out.")
         scores = np.asarray(_as_numpy(anomaly_maps_or_scores))
         if scores.dtype.kind not in "iuf":
             raise PimoTypeError(f"Image scores must be real numbers, got dtype {scores.dtype}.")
@@ -223,10 +232,11 @@ def image_metrics(
         count = len(maps)
         labels = _labels_from(masks_or_labels, count, "anomaly maps", paths)
         scores, _ = _map_scores(maps, [np.zeros(np.shape(m), dtype=bool) for m in maps],
-                                score, paths)
+                                score, paths, ignore_masks)
         used = score
     else:
-        scores, labels = _map_scores(anomaly_maps_or_scores, masks_or_labels, score, paths)
+        scores, labels = _map_scores(anomaly_maps_or_scores, masks_or_labels, score, paths,
+                                     ignore_masks)
         used = score
     if not np.any(labels == 0):
         raise NoNormalImageError(

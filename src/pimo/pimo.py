@@ -269,9 +269,9 @@ def _raise_if_nonfinite(first_bad: np.ndarray, indices: np.ndarray, image_set: I
         return
     position = int(bad_positions[0])
     index = int(indices[position])
-    pixel = int(first_bad[position])
+    value = float(image_set.map_of(index)[int(first_bad[position])])
+    pixel = image_set.full_pixel(index, int(first_bad[position]))
     shape = image_set.shapes[index]
-    value = float(image_set.map_of(index)[pixel])
     others = bad_positions.shape[0] - 1
     more = f" ({others} more image(s) have non-finite scores too)" if others else ""
     raise NonFiniteScoreError(
@@ -522,12 +522,12 @@ def _grid_scores(image_set: ImageSet, fpr_bounds: tuple[float, float], num_thres
 # public API
 # --------------------------------------------------------------------------------------
 def _per_image(anomaly_maps: Any, masks: Any, fpr_bounds: Any, num_thresholds: Any,
-               paths: Sequence[str] | None, *, with_iou: bool
+               paths: Sequence[str] | None, ignore_masks: Any, *, with_iou: bool
                ) -> tuple[ImageSet, np.ndarray, np.ndarray, tuple[float, float], int,
                           tuple[float, float], str]:
     bounds = validate_fpr_bounds(fpr_bounds)
     num = validate_num_thresholds(num_thresholds)
-    image_set = as_image_set(anomaly_maps, masks, paths=paths)
+    image_set = as_image_set(anomaly_maps, masks, paths=paths, ignore_masks=ignore_masks)
     if num is None:
         tpr_scores, iou_scores, integration = _exact_scores(image_set, bounds,
                                                             with_iou=with_iou)
@@ -546,6 +546,7 @@ def aupimo(
     fpr_bounds: tuple[float, float] = DEFAULT_FPR_BOUNDS,
     num_thresholds: int | None = None,
     paths: Sequence[str] | None = None,
+    ignore_masks: Any = None,
 ) -> AupimoResult:
     r"""Per-image AUPIMO: the average TPR of each anomalous image over a shared-FPR range.
 
@@ -571,6 +572,12 @@ def aupimo(
         implementation and anomalib (see the module documentation).
     paths : sequence of str, optional
         Image paths, kept in the result and used in error messages.
+    ignore_masks : array (N, H, W) or sequence of N arrays, optional
+        Pixels to leave out of every image (1 = ignored: a border, a fixture, a "don't care"
+        region), same shapes as the masks. Each image is then scored on its other pixels only:
+        ``M_j`` counts the kept pixels of normal image j and ``y_i`` the kept mask pixels of
+        anomalous image i, exactly as if the ignored pixels had never been there. An ignore mask
+        that covers a whole image, or all the anomalous pixels of an image, is an error.
 
     Returns
     -------
@@ -594,7 +601,7 @@ def aupimo(
     (8,)
     """
     image_set, scores, _, thresh_bounds, num_points, bounds, mode = _per_image(
-        anomaly_maps, masks, fpr_bounds, num_thresholds, paths, with_iou=False
+        anomaly_maps, masks, fpr_bounds, num_thresholds, paths, ignore_masks, with_iou=False
     )
     return AupimoResult(
         scores, image_set.image_classes, fpr_bounds=bounds, thresh_bounds=thresh_bounds,
@@ -609,6 +616,7 @@ def auimo(
     fpr_bounds: tuple[float, float] = DEFAULT_FPR_BOUNDS,
     num_thresholds: int | None = None,
     paths: Sequence[str] | None = None,
+    ignore_masks: Any = None,
 ) -> AuimoResult:
     r"""Per-image AUIMO: AUPIMO with the per-image IoU instead of the TPR (paper App. C.4).
 
@@ -617,11 +625,12 @@ def auimo(
         \mathrm{AUIMO}_i = \frac{1}{\log(U/L)}\int_{\log L}^{\log U}
         \frac{|(a_i \ge t) \wedge y_i|}{|(a_i \ge t) \vee y_i|} \,d(\log F_{sh}).
 
-    Parameters and modes are those of :func:`aupimo`; the IoU curve has a vertex wherever the
-    image's own normal pixels change its union, which the exact mode includes.
+    Parameters (``ignore_masks`` included) and modes are those of :func:`aupimo`; the IoU curve
+    has a vertex wherever the image's own normal pixels change its union, which the exact mode
+    includes.
     """
     image_set, _, scores, thresh_bounds, num_points, bounds, mode = _per_image(
-        anomaly_maps, masks, fpr_bounds, num_thresholds, paths, with_iou=True
+        anomaly_maps, masks, fpr_bounds, num_thresholds, paths, ignore_masks, with_iou=True
     )
     return AuimoResult(
         scores, image_set.image_classes, fpr_bounds=bounds, thresh_bounds=thresh_bounds,
@@ -637,12 +646,13 @@ def pimo_curves(
     num_thresholds: int | None = None,
     paths: Sequence[str] | None = None,
     margin_decades: float = 1.0,
+    ignore_masks: Any = None,
 ) -> PimoCurves:
     r"""PIMO curves: the shared FPR and each anomalous image's TPR on a common threshold axis.
 
     Parameters
     ----------
-    anomaly_maps, masks, fpr_bounds, num_thresholds, paths
+    anomaly_maps, masks, fpr_bounds, num_thresholds, paths, ignore_masks
         As in :func:`aupimo`.
     margin_decades : float, default 1.0
         Exact mode only: the curves are restricted to the shared-FPR range
@@ -659,7 +669,7 @@ def pimo_curves(
     """
     bounds = validate_fpr_bounds(fpr_bounds)
     num = validate_num_thresholds(num_thresholds)
-    image_set = as_image_set(anomaly_maps, masks, paths=paths)
+    image_set = as_image_set(anomaly_maps, masks, paths=paths, ignore_masks=ignore_masks)
     anomalous = image_set.anomalous_indices
     if num is None:
         if not (math.isfinite(margin_decades) and margin_decades >= 0):

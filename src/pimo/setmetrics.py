@@ -46,6 +46,7 @@ from pimo import _kernels
 from pimo._validate import (
     EmptyInputError,
     FprBoundsError,
+    IgnoreMaskError,
     ImageSet,
     NoAnomalousImageError,
     NonFiniteScoreError,
@@ -56,6 +57,7 @@ from pimo._validate import (
     ShapeMismatchError,
     _flat_mask,
     as_image_set,
+    pixel_position,
 )
 from pimo.results import save_value
 
@@ -329,15 +331,71 @@ class _Batch:
         self.item_begin = np.concatenate(begins)
         self.item_end = np.concatenate(ends)
         anomalous = image_set.anomalous_indices.astype(np.int64)
+        runs = _kernels.image_runs if image_set.ignored is None else self._runs_of_kept_pixels
         (self.run_offsets, self.run_starts, self.run_lengths, self.run_weights,
-         regions) = _kernels.image_runs(image_set.masks_flat, image_set.offsets,
-                                         anomalous, dims, ranks)
+         regions) = runs(image_set.masks_flat, image_set.offsets, anomalous, dims, ranks)
         self.num_regions = int(regions.sum())
         self.num_images = num_images
         self.num_pixels = int(image_set.num_pixels.sum())
         self.num_anomalous = int(image_set.mask_counts.sum())
         self.num_chunks = num_chunks
         self._counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _runs_of_kept_pixels(self, masks_flat: np.ndarray, offsets: np.ndarray,
+                             anomalous: np.ndarray, dims: np.ndarray, ranks: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                        np.ndarray]:
+        """:func:`pimo._kernels.image_runs` for a set whose ignore mask left pixels out.
+
+        Regions are labelled on each whole mask, before removal (a region cut in two by the
+        ignore mask stays one region); the runs then cover the kept anomalous pixels in the
+        kept-pixel numbering of ``masks_flat``/``offsets``, and a region's weight is one over
+        its kept pixels.
+        """
+        ignored = self.image_set.ignored
+        assert ignored is not None
+        run_offsets = np.zeros(offsets.shape[0], dtype=np.int64)
+        starts: list[np.ndarray] = []
+        lengths: list[np.ndarray] = []
+        weights: list[np.ndarray] = []
+        num_regions = np.zeros(offsets.shape[0] - 1, dtype=np.int64)
+        runs_per_image = np.zeros(offsets.shape[0] - 1, dtype=np.int64)
+        for index in anomalous.tolist():
+            labels, count = _kernels.label_mask(ignored.mask_of(index), *dims[index],
+                                                ranks[index])
+            kept_labels = labels[ignored.kept_of(index)]
+            kept_sizes = np.bincount(kept_labels, minlength=count + 1)[1:]
+            if np.any(kept_sizes == 0):
+                region = int(np.flatnonzero(kept_sizes == 0)[0]) + 1
+                first_pixel = int(np.argmax(labels == region))
+                shape = self.image_set.shapes[index]
+                paths = self.image_set.paths
+                raise IgnoreMaskError(
+                    f"The ignore mask of {self.describe(index)} covers the whole anomalous "
+                    f"region at pixel {pixel_position(first_pixel, shape)} "
+                    f"({int(np.count_nonzero(labels == region))} pixels): AUPRO averages the "
+                    "recall of every region, and this one has no pixel left. Leave each "
+                    "defect (at least in part) outside the ignore mask.",
+                    image_index=self.first_index + index,
+                    path=paths[index] if paths else None,
+                )
+            position = np.flatnonzero(kept_labels)
+            region_of = kept_labels[position]
+            new_run = np.ones(position.shape[0], dtype=bool)
+            new_run[1:] = (np.diff(position) != 1) | (np.diff(region_of) != 0)
+            first = np.flatnonzero(new_run)
+            starts.append(position[first])
+            lengths.append(np.diff(np.append(first, position.shape[0])))
+            weights.append(1.0 / kept_sizes[region_of[first] - 1])
+            runs_per_image[index] = first.shape[0]
+            num_regions[index] = count
+        np.cumsum(runs_per_image, out=run_offsets[1:])
+
+        def joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+        return (run_offsets, joined(starts, np.int64), joined(lengths, np.int64),
+                joined(weights, np.float64), num_regions)
 
     def describe(self, local_index: int) -> str:
         """``"image 7 ('a/b.png')"``, numbered in the order the images were fed in the pass."""
@@ -371,9 +429,10 @@ class _Batch:
                 paths = self.image_set.paths
                 raise NonFiniteScoreError(
                     f"The anomaly map of {self.describe(local)} holds NaN or infinite scores "
-                    f"(the first at flat pixel {int(first_bad[item])}). AUROC and AUPRO need "
-                    "finite scores: fix the model output, or replace them (e.g. np.nan_to_num) "
-                    "on purpose.",
+                    "(the first at flat pixel "
+                    f"{self.image_set.full_pixel(local, int(first_bad[item]))}). AUROC and "
+                    "AUPRO need finite scores: fix the model output, or replace them (e.g. "
+                    "np.nan_to_num) on purpose.",
                     image_index=self.first_index + local,
                     path=paths[local] if paths else None,
                 )
@@ -670,8 +729,8 @@ class SetMetricsAccumulator:
                 "connectivity": self._connectivity, "max_state_bytes": self._max_state_bytes}
 
     # -- update ------------------------------------------------------------------------------
-    def update(self, anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None = None
-               ) -> None:
+    def update(self, anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None = None,
+               ignore_masks: Any = None) -> None:
         """Add a batch of images.
 
         Parameters
@@ -684,23 +743,26 @@ class SetMetricsAccumulator:
             Binary ground truth.
         paths : sequence of str, optional
             Image paths for messages (:attr:`paths`).
+        ignore_masks : same layout, optional
+            Pixels to leave out (1 = ignored), as in :func:`set_metrics`.
 
         Raises
         ------
         PimoError
             Bad input, naming the image by its number in the accumulator (arrival order).
         """
-        if _on_accelerator(anomaly_maps):
+        if ignore_masks is None and _on_accelerator(anomaly_maps):
             self._update_on_device(anomaly_maps, masks, paths)
         else:
-            self._update_on_host(anomaly_maps, masks, paths)
+            self._update_on_host(anomaly_maps, masks, paths, ignore_masks)
 
-    def _update_on_host(self, anomaly_maps: Any, masks: Any, paths: Sequence[str] | None
-                        ) -> None:
+    def _update_on_host(self, anomaly_maps: Any, masks: Any, paths: Sequence[str] | None,
+                        ignore_masks: Any = None) -> None:
         offset = self._num_images
         try:
-            image_set = as_image_set(_as_batch_arrays(anomaly_maps), _as_batch_arrays(masks),
-                                     paths=paths)
+            image_set = as_image_set(
+                _as_batch_arrays(anomaly_maps), _as_batch_arrays(masks), paths=paths,
+                ignore_masks=None if ignore_masks is None else _as_batch_arrays(ignore_masks))
         except PimoError as error:
             raise _renumbered(error, offset) from None
         self._adopt_dtype(image_set.map_dtype)
@@ -1241,6 +1303,7 @@ def set_metrics(
     connectivity: int | None = None,
     paths: Sequence[str] | None = None,
     max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
+    ignore_masks: Any = None,
 ) -> SetMetricsResult:
     """AUROC, AUPRO at every limit in ``fpr_limits``, pixel AP and F1-max, in one pass.
 
@@ -1270,6 +1333,11 @@ def set_metrics(
         Image paths for error messages.
     max_state_bytes : int
         Memory bound of the accumulated state (see :class:`SetMetricsAccumulator`).
+    ignore_masks : array or sequence of arrays, optional
+        Pixels to leave out (1 = ignored: a border, a fixture, a "don't care" region), same
+        shapes as the masks. Every metric is then that of the kept pixels alone. AUPRO labels
+        its regions on the whole masks first (a region cut by the ignore mask stays one
+        region) and weighs each by its kept pixels.
 
     Returns
     -------
@@ -1281,15 +1349,19 @@ def set_metrics(
         A map holds NaN or an infinity (the image is named).
     NoAnomalousImageError, NoNormalImageError
         No pixel with mask 1 (no curve to measure), or no pixel with mask 0 (no FPR).
+    IgnoreMaskError
+        An ignore mask covers a whole image, every anomalous pixel of an image, or a whole
+        region (the image and the region are named).
     """
     accumulator = SetMetricsAccumulator(
         fpr_limits, auroc=auroc, ap=ap, f1_max=f1_max, curves=curves, connectivity=connectivity,
         max_state_bytes=max_state_bytes)
-    accumulator.update(anomaly_maps, masks, paths=paths)
+    accumulator.update(anomaly_maps, masks, paths=paths, ignore_masks=ignore_masks)
     return accumulator.compute()
 
 
-def auroc(anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None = None) -> float:
+def auroc(anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None = None,
+          ignore_masks: Any = None) -> float:
     """Exact pixel AUROC over all pixels of all images (ties as ``sklearn.metrics.roc_auc_score``).
 
     ``AUROC = (1 / (N0 * N1)) * sum over normal pixels n of (#anomalous pixels scoring above n
@@ -1297,7 +1369,7 @@ def auroc(anomaly_maps: Any, masks: Any, *, paths: Sequence[str] | None = None) 
     diagonal segments for ties. See :func:`set_metrics` for the parameters and errors.
     """
     result = set_metrics(anomaly_maps, masks, fpr_limits=(), auroc=True, ap=False, f1_max=False,
-                         paths=paths)
+                         paths=paths, ignore_masks=ignore_masks)
     assert result.auroc is not None
     return result.auroc
 
@@ -1309,6 +1381,7 @@ def aupro(
     fpr_limit: float = 0.3,
     connectivity: int | None = None,
     paths: Sequence[str] | None = None,
+    ignore_masks: Any = None,
 ) -> float:
     """Exact AUPRO: area under the PRO curve for set FPR in [0, ``fpr_limit``], over the limit.
 
@@ -1322,5 +1395,6 @@ def aupro(
     """
     limit = _validate_limits((fpr_limit,))[0]
     result = set_metrics(anomaly_maps, masks, fpr_limits=(limit,), auroc=False, ap=False,
-                         f1_max=False, connectivity=connectivity, paths=paths)
+                         f1_max=False, connectivity=connectivity, paths=paths,
+                         ignore_masks=ignore_masks)
     return result.aupro[limit]

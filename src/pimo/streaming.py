@@ -81,8 +81,11 @@ class AupimoStream:
 
     # -- normal images -------------------------------------------------------------------
     def add_normal(self, index: int, anomaly_map: Any, mask: Any = None, *,
-                   path: str | None = None) -> None:
+                   path: str | None = None, ignore_mask: Any = None) -> None:
         """Add normal image ``index``: its anomaly map and, optionally, its (all-zero) mask.
+
+        ``ignore_mask`` (optional, same shape, 1 = pixel left out) leaves pixels out of the
+        image, as in :func:`pimo.aupimo`.
 
         Raises
         ------
@@ -106,7 +109,8 @@ class AupimoStream:
             )
         if mask is None:
             mask = np.zeros(np.shape(anomaly_map), dtype=bool)
-        records = self._records(index, anomaly_map, mask, path, self._normal.normal_factor)
+        records = self._records(index, anomaly_map, mask, path, self._normal.normal_factor,
+                                ignore_mask)
         if records.num_positive[0] != 0:
             raise PimoValueError(
                 f"The mask of {self._describe(index)} has {int(records.num_positive[0])} "
@@ -118,11 +122,12 @@ class AupimoStream:
         self._normal_indices.add(int(index))
 
     def _records(self, index: int, anomaly_map: Any, mask: Any, path: str | None,
-                 normal_factor: int) -> Any:
+                 normal_factor: int, ignore_mask: Any) -> Any:
         return batch_records(
             [anomaly_map], [mask], paths=[path] if path else None,
             image_indices=np.array([int(index)]), batch_number=0,
             normal_factor=normal_factor, upper=self.fpr_bounds[1], with_auimo=self.with_auimo,
+            ignore_masks=None if ignore_mask is None else [ignore_mask],
         )
 
     # -- anomalous images ----------------------------------------------------------------
@@ -138,17 +143,18 @@ class AupimoStream:
         return self._integration
 
     def add_anomalous(self, index: int, anomaly_map: Any, mask: Any, *,
-                      path: str | None = None) -> float:
+                      path: str | None = None, ignore_mask: Any = None) -> float:
         """Score anomalous image ``index`` and return its AUPIMO.
 
-        All normal images must have been added before.
+        All normal images must have been added before; ``ignore_mask`` as in
+        :meth:`add_normal`.
         """
         integration = self._freeze()
         self._register(index, path)
         # keep every non-mask score for AUIMO: the image is scored now and then dropped
         whole_image = math.ceil(1.0 / (16 * self.fpr_bounds[1])) + 1
         records = self._records(index, anomaly_map, mask, path,
-                                max(self._normal.normal_factor, whole_image))
+                                max(self._normal.normal_factor, whole_image), ignore_mask)
         if records.num_positive[0] == 0:
             raise PimoValueError(
                 f"The mask of {self._describe(index)} is all zeros: that is a normal image; "

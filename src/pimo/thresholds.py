@@ -298,9 +298,10 @@ def _binary_counts(image_set: ImageSet, threshold: float, indices: np.ndarray, *
         false_positive = predicted & ~mask
         false_positives[position] = np.count_nonzero(false_positive)
         if regions and false_positives[position]:
-            shape = image_set.shapes[index]
-            fp_regions[position] = label_regions(false_positive.reshape(shape),
-                                                 connectivity=connectivity)[1]
+            # on the whole image: left-out pixels are never false positives
+            fp_regions[position] = label_regions(
+                image_set.full_image(index, false_positive, False), connectivity=connectivity
+            )[1]
     return true_positives, false_positives, fp_regions
 
 
@@ -393,6 +394,7 @@ def threshold_at(
     share: float | None = None,
     paths: Sequence[str] | None = None,
     connectivity: int | None = None,
+    ignore_masks: Any = None,
 ) -> OperatingThreshold:
     r"""Pick an operating threshold on the normal images and describe it on every image.
 
@@ -421,6 +423,10 @@ def threshold_at(
         Image paths for messages and the result.
     connectivity : int, optional
         FP-region connectivity (see :func:`pimo.label_regions`); default 8 in 2-D, 26 in 3-D.
+    ignore_masks : arrays (N, H, W) or sequence of arrays, optional
+        Pixels to leave out (1 = ignored), as in :func:`pimo.aupimo`: ``M_j`` and every rate
+        count kept pixels only, and an ignored pixel never belongs to an FP region (regions are
+        labelled on the whole image, so a region cut by the ignore mask counts twice).
 
     Returns
     -------
@@ -440,7 +446,7 @@ def threshold_at(
     target = _validate_fraction(fpr, "fpr", "The target false-positive rate, e.g. fpr=1e-4 "
                                 "(AUPIMO's upper bound).")
     exact_share = _validate_kind(kind, share)
-    image_set = as_image_set(anomaly_maps, masks, paths=paths)
+    image_set = as_image_set(anomaly_maps, masks, paths=paths, ignore_masks=ignore_masks)
     normal = image_set.normal_indices
     if normal.shape[0] == 0:
         raise NoNormalImageError(

@@ -139,18 +139,23 @@ class AccumulatorMetric(Metric):
         raise NotImplementedError(f"{type(self).__name__} must define value()")
 
     # -- torchmetrics ---------------------------------------------------------------------
-    def update(self, anomaly_maps: Any, masks: Any = None) -> None:
+    def update(self, anomaly_maps: Any, masks: Any = None, ignore_masks: Any = None) -> None:
         """Add a batch: ``update(batch)`` (fields ``anomaly_map``, ``gt_mask``) or
         ``update(anomaly_maps, masks)``.
 
         Maps ``(B, H, W)``, ``(B, 1, H, W)``, ``(B, D, H, W)`` or a list of maps of mixed sizes,
         numpy or torch on any device (summarised there); masks binary, same layout. Normal
-        images (all-zero masks) and anomalous ones may come in any order.
+        images (all-zero masks) and anomalous ones may come in any order. ``ignore_masks``
+        (optional, same layout, 1 = pixel left out) leaves pixels out of every metric.
         """
         if masks is None:
             anomaly_maps, masks = _batch_fields(anomaly_maps)
         accumulator = self.accumulator_class()(**self._settings)
-        accumulator.update(_detach(anomaly_maps), _detach(masks))
+        if ignore_masks is None:
+            accumulator.update(_detach(anomaly_maps), _detach(masks))
+        else:
+            accumulator.update(_detach(anomaly_maps), _detach(masks),
+                               ignore_masks=_detach(ignore_masks))
         for key, array in accumulator.state_dict().items():
             tensor = _transport(array).to(self.device)
             if self._reductions_by_key[key] == "cat":
