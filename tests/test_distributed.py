@@ -126,6 +126,32 @@ def test_evaluate_writes_the_files_of_one_process(client, tmp_path, images_per_t
     assert json_files(tmp_path / "dask") == json_files(tmp_path / "one")
 
 
+@pytest.mark.parametrize("single_file", [False, True])
+def test_evaluate_with_ignore_masks_writes_the_files_of_one_process(client, tmp_path,
+                                                                    single_file):
+    from tests.test_evaluate_ignore import random_ignore_masks, save_ignore_masks
+
+    dataset, maps, paths = _dataset(tmp_path)
+    _, masks, _ = make_mvtec(tmp_path / "unused", "bottle", seed=0)
+    ignore = random_ignore_masks(masks, seed=2)
+    if single_file:
+        location = tmp_path / "border.npy"
+        np.save(location, ignore[0] & ~masks.any(0))
+    else:
+        location = tmp_path / "ignore"
+        save_ignore_masks(location, ignore, paths, ".png")
+    options = {"category": "bottle", "fpr_bounds": (1e-3, 1e-2), "ignore_masks": location}
+    expected = evaluate_dataset(dataset, maps, **options)
+    result = pimo_distributed.evaluate(dataset, maps, scheduler=client, images_per_task=3,
+                                       **options)
+    expected.save(tmp_path / "one")
+    result.save(tmp_path / "dask")
+    assert json_files(tmp_path / "dask") == json_files(tmp_path / "one")
+    assert expected.ignore_masks is not None
+    without = evaluate_dataset(dataset, maps, category="bottle", fpr_bounds=(1e-3, 1e-2))
+    assert without.set_metrics != expected.set_metrics
+
+
 def test_stacked_maps_and_skipped_files(client, tmp_path):
     dataset, maps, paths = _dataset(tmp_path)
     files = sorted((maps / "bottle").rglob("*.npy"))

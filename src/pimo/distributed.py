@@ -47,6 +47,7 @@ import numpy as np
 
 from pimo._validate import PimoValueError, validate_fpr_bounds
 from pimo.data._pool import ordered_map
+from pimo.data.ignore import IgnoreMasks, open_ignore_masks
 from pimo.data.layouts import DatasetLayout
 from pimo.data.maps import MapSource, open_maps
 from pimo.data.problems import Problem
@@ -58,6 +59,7 @@ from pimo.evaluate import (
     _evaluated_image,
     _Job,
     _load_job,
+    _Loaded,
     _open_category,
     _parse_resolution,
     _plan_jobs,
@@ -90,7 +92,8 @@ class _Accumulator(Protocol):
 
     STATE_REDUCTIONS: dict[str, str]
 
-    def update(self, anomaly_maps: Any, masks: Any, *, paths: Any = None) -> None: ...
+    def update(self, anomaly_maps: Any, masks: Any, *, paths: Any = None) -> None:
+        """Add a batch; an accumulator used with ignore masks also takes ``ignore_masks=``."""
 
     def merge(self, other: Any) -> Any: ...
 
@@ -219,6 +222,7 @@ class _Options:
     verify_images: bool
     set_metrics: bool
     workers: int
+    ignore_masks: str | None = None
 
     def specs(self, num_normal: int | None = None) -> dict[str, AccumulatorSpec]:
         """The accumulators of one evaluation of ``num_normal`` normal images.
@@ -246,18 +250,21 @@ class _Plan:
     maps_kind: str
     jobs: list[_Job]
     skipped: list[Problem]
+    ignore_masks: IgnoreMasks | None = None
 
 
 def _plan_task(dataset: str | DatasetLayout, request: _Request, options: _Options) -> _Plan:
     layout, scan, category = _open_category(dataset, request.category)
+    ignore = (None if options.ignore_masks is None
+              else open_ignore_masks(options.ignore_masks, category))
     source = open_maps(request.maps, category)
     try:
         jobs, skipped = _plan_jobs(
             layout, scan, category, source, mask_threshold=options.mask_threshold,
             skip_missing=options.skip_missing, verify_images=options.verify_images,
-            workers=options.workers, progress=ProgressHook(),
+            workers=options.workers, progress=ProgressHook(), ignore_masks=ignore,
         )
-        return _Plan(layout, category, source.location, source.kind, jobs, skipped)
+        return _Plan(layout, category, source.location, source.kind, jobs, skipped, ignore)
     finally:
         source.close()
 
@@ -270,10 +277,11 @@ def _summarise_task(plan: _Plan, jobs: list[_Job], options: _Options,
     image_scores = np.zeros(len(jobs), dtype=np.float64)  # each map's maximum
     source = open_maps(plan.maps_location)
     try:
-        def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
+        def load(job: _Job) -> _Loaded | Problem:
             return _load_job(source, job, target_size=options.target_size,
                              mask_threshold=options.mask_threshold,
-                             label_masks=plan.layout.label_masks)
+                             label_masks=plan.layout.label_masks,
+                             ignore_masks=plan.ignore_masks)
 
         for position, (job, loaded) in enumerate(
             zip(jobs, ordered_map(load, jobs, options.workers), strict=True)
@@ -283,12 +291,9 @@ def _summarise_task(plan: _Plan, jobs: list[_Job], options: _Options,
                 continue
             if problems:
                 continue
-            anomaly_map, mask = loaded
-            image_scores[position] = anomaly_map.max()
-            if mask is None:
-                mask = np.zeros(anomaly_map.shape, dtype=bool)
             for accumulator in accumulators.values():
-                accumulator.update([anomaly_map], [mask], paths=[job.sample.relative_path])
+                loaded.add_to(accumulator, job.sample.relative_path)
+            image_scores[position] = loaded.image_score  # (checked by the accumulators)
     finally:
         source.close()
     if problems:
@@ -418,6 +423,7 @@ def _run(
             resolution=options.target_size,
             mask_threshold=options.mask_threshold,
             image_metrics=image_level,
+            ignore_masks=None if plan.ignore_masks is None else plan.ignore_masks.location,
         ))
     return results
 
@@ -425,12 +431,15 @@ def _run(
 def _options(
     fpr_bounds: tuple[float, float], resolution: int | Sequence[int] | None,
     mask_threshold: float | None, skip_missing: bool, verify_images: bool, set_metrics: bool,
-    workers: int | None,
+    workers: int | None, ignore_masks: str | os.PathLike[str] | None,
 ) -> _Options:
+    if ignore_masks is not None:
+        open_ignore_masks(ignore_masks)  # fails here, not on the workers, when it is missing
     return _Options(
         fpr_bounds=validate_fpr_bounds(fpr_bounds), target_size=_parse_resolution(resolution),
         mask_threshold=mask_threshold, skip_missing=skip_missing, verify_images=verify_images,
         set_metrics=set_metrics, workers=1 if workers is None else max(1, int(workers)),
+        ignore_masks=None if ignore_masks is None else os.fspath(ignore_masks),
     )
 
 
@@ -453,6 +462,7 @@ def evaluate(
     set_metrics: bool = True,
     workers: int | None = None,
     progress: ProgressHook | None = None,
+    ignore_masks: str | os.PathLike[str] | None = None,
     scheduler: Any = "local",
     images_per_task: int = DEFAULT_IMAGES_PER_TASK,
     merge_fan_in: int = DEFAULT_MERGE_FAN_IN,
@@ -462,7 +472,7 @@ def evaluate(
     Parameters
     ----------
     dataset, maps, category, fpr_bounds, resolution, mask_threshold, skip_missing, \
-verify_images, set_metrics, progress
+verify_images, set_metrics, progress, ignore_masks
         As in :func:`pimo.evaluate_dataset` (a :class:`~pimo.data.maps.MapSource` is reopened
         by each worker from its location).
     workers : int, optional
@@ -482,7 +492,7 @@ verify_images, set_metrics, progress
         Equal to :func:`pimo.evaluate_dataset`'s (images in the same order).
     """
     options = _options(fpr_bounds, resolution, mask_threshold, skip_missing, verify_images,
-                       set_metrics, workers)
+                       set_metrics, workers, ignore_masks)
     request = _Request(None, _maps_location(maps), category)
     dataset = dataset if isinstance(dataset, DatasetLayout) else os.fspath(dataset)
     with open_client(scheduler) as client:
@@ -504,6 +514,7 @@ def sweep(
     set_metrics: bool = True,
     workers: int | None = None,
     progress: ProgressHook | None = None,
+    ignore_masks: str | os.PathLike[str] | None = None,
     scheduler: Any = "local",
     images_per_task: int = DEFAULT_IMAGES_PER_TASK,
     merge_fan_in: int = DEFAULT_MERGE_FAN_IN,
@@ -531,7 +542,7 @@ def sweep(
     if not maps:
         raise PimoValueError("maps is empty: give {model name: maps folder or stacked file}.")
     options = _options(fpr_bounds, resolution, mask_threshold, skip_missing, verify_images,
-                       set_metrics, workers)
+                       set_metrics, workers, ignore_masks)
     dataset = dataset if isinstance(dataset, DatasetLayout) else os.fspath(dataset)
     if categories is None:
         from pimo.data.layouts import open_dataset

@@ -65,6 +65,7 @@ from pimo._validate import (
     validate_fpr_bounds,
 )
 from pimo.data._pool import default_workers, ordered_map
+from pimo.data.ignore import IgnoreMasks, open_ignore_masks
 from pimo.data.images import FileProblemError, read_image_size, read_mask
 from pimo.data.layouts import DatasetLayout, Sample, Scan, open_dataset
 from pimo.data.maps import (
@@ -174,6 +175,9 @@ class EvaluatedImage:
         ``(height, width)`` of the image.
     defect_type : str or None
         The image's defect type from the layout (see :class:`pimo.data.layouts.Sample`).
+    ignore_mask : str or None
+        Its ignore mask, relative to the ignore masks' folder (or the one file's name); None
+        when no ignore masks were given.
     """
 
     path: str
@@ -183,6 +187,7 @@ class EvaluatedImage:
     anomalous: bool
     size: tuple[int, int]
     defect_type: str | None = None
+    ignore_mask: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready record."""
@@ -192,6 +197,8 @@ class EvaluatedImage:
         record["anomalous"] = self.anomalous
         record["size"] = list(self.size)
         record["defect_type"] = self.defect_type
+        if self.ignore_mask is not None:
+            record["ignore_mask"] = self.ignore_mask
         return record
 
 
@@ -228,6 +235,8 @@ class EvaluationResult:
         back to :func:`default_model_name` of the maps' location.
     image_metrics : ImageMetricsResult or None
         Image-level metrics of the maps' maxima (:func:`pimo.image_metrics`).
+    ignore_masks : Path or None
+        The ignore masks' folder or file: their pixels were left out of every metric.
     """
 
     aupimo: AupimoResult
@@ -249,6 +258,7 @@ class EvaluationResult:
         """:attr:`model`, or the maps folder's name when none was given."""
         return self.model or default_model_name(self.maps_location, self.category)
     image_metrics: ImageMetricsResult | None = None
+    ignore_masks: Path | None = None
 
     @property
     def paths(self) -> list[str]:
@@ -270,7 +280,8 @@ class EvaluationResult:
         Fields: ``format``/``version``; ``model`` (:attr:`model_name`); ``dataset``
         (``layout``, absolute ``root``, ``category``); ``maps`` (absolute ``location``,
         ``kind``); ``resolution`` (``"full"`` or ``[H, W]``); ``mask_threshold``;
-        ``fpr_bounds``; ``thresh_bounds`` (thresholds at shared FPR = U and = L); ``files``
+        ``ignore_masks`` (absolute path, or null); ``fpr_bounds``; ``thresh_bounds``
+        (thresholds at shared FPR = U and = L); ``files``
         (the score files, relative to the folder);
         ``set_metrics``; ``images`` (per image, in score order: ``path`` and ``mask``
         relative to the dataset root, ``map`` relative to the maps folder or as stored in the
@@ -298,6 +309,8 @@ class EvaluationResult:
             "maps": {"location": str(self.maps_location.resolve()), "kind": self.maps_kind},
             "resolution": "full" if self.resolution is None else list(self.resolution),
             "mask_threshold": self.mask_threshold,
+            "ignore_masks": None if self.ignore_masks is None else str(
+                self.ignore_masks.resolve()),
             "fpr_bounds": [float(b) for b in self.aupimo.fpr_bounds],
             "thresh_bounds": [float(b) for b in self.aupimo.thresh_bounds],
             "files": files,
@@ -373,6 +386,7 @@ class _Job:
     entry: MapEntry
     size: tuple[int, int] = (0, 0)
     anomalous: bool = False
+    ignore: str | None = None  # its ignore mask, as IgnoreMasks.match names it
 
 
 def _check_sample(
@@ -529,6 +543,7 @@ def _plan_jobs(
     verify_images: bool,
     workers: int,
     progress: ProgressHook,
+    ignore_masks: IgnoreMasks | None = None,
 ) -> tuple[list[_Job], list[Problem]]:
     """Steps 1-2: match maps to images, check images and masks; the images to evaluate.
 
@@ -542,6 +557,11 @@ def _plan_jobs(
     matches, map_problems = match_maps(
         [s.relative_path for s in scan.samples], entries, where=str(source.location)
     )
+    ignores: list[str | None] = [None] * len(scan.samples)
+    if ignore_masks is not None:
+        ignores, ignore_problems = ignore_masks.match(
+            [s.relative_path for s in scan.samples], category, layout.categories())
+        map_problems = [*map_problems, *ignore_problems]
     problems = [*scan.problems, *map_problems]
     skipped = [p for p in problems if p.skippable] if skip_missing else []
     fatal = [p for p in problems if not (skip_missing and p.skippable)]
@@ -549,9 +569,9 @@ def _plan_jobs(
         raise _nothing_matched(scan.samples, entries, source)
     _raise_problems(fatal, what=what, skip_missing=skip_missing)
     jobs = [
-        _Job(-1, sample, entry)
-        for sample, entry in zip(scan.samples, matches, strict=True)
-        if entry is not None
+        _Job(-1, sample, entry, ignore=ignore)
+        for sample, entry, ignore in zip(scan.samples, matches, ignores, strict=True)
+        if entry is not None and (ignore_masks is None or ignore is not None)
     ]
     if not jobs:
         raise DatasetError(f"Nothing to evaluate in {what}: no image has a map.", skipped)
@@ -597,6 +617,46 @@ def _plan_jobs(
     return kept, skipped
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """One image read for the metrics."""
+
+    anomaly_map: np.ndarray
+    mask: np.ndarray | None  # None for a normal image
+    ignore: np.ndarray | None  # its ignore mask (True = left out), None without
+
+    @property
+    def image_score(self) -> float:
+        """The map's maximum over its kept pixels (the image-level score)."""
+        if self.ignore is None:
+            return float(self.anomaly_map.max())
+        return float(self.anomaly_map[~self.ignore].max())
+
+    def add_to(self, accumulator: Any, path: str) -> None:
+        """``accumulator.update`` with this image (an all-zero mask for a normal image)."""
+        mask = np.zeros(self.anomaly_map.shape, dtype=bool) if self.mask is None else self.mask
+        if self.ignore is None:
+            accumulator.update([self.anomaly_map], [mask], paths=[path])
+        else:
+            accumulator.update([self.anomaly_map], [mask], paths=[path],
+                               ignore_masks=[self.ignore])
+
+
+def _load_ignore_mask(ignore_masks: IgnoreMasks, job: _Job,
+                      target_size: tuple[int, int] | None) -> np.ndarray:
+    assert job.ignore is not None
+    ignore = ignore_masks.load(job.ignore, image=job.sample.relative_path)
+    if ignore.shape != job.size:
+        raise FileProblemError(Problem(
+            "ignore-mask-size", job.sample.relative_path,
+            f"the ignore mask {job.ignore} in {ignore_masks.location} is "
+            f"{ignore.shape[1]}x{ignore.shape[0]} pixels but the image "
+            f"{job.sample.relative_path} is {job.size[1]}x{job.size[0]}; ignore masks must "
+            "have their image's size.",
+        ))
+    return ignore if target_size is None else resize_nearest(ignore, target_size)
+
+
 def _load_job(
     source: MapSource,
     job: _Job,
@@ -604,12 +664,16 @@ def _load_job(
     target_size: tuple[int, int] | None,
     mask_threshold: float | None,
     label_masks: bool,
-) -> tuple[np.ndarray, np.ndarray | None] | Problem:
-    """Steps 3-4 for one image: its resized map and (anomalous images) mask, or its problem."""
+    ignore_masks: IgnoreMasks | None = None,
+) -> _Loaded | Problem:
+    """Steps 3-4 for one image: its resized map, (anomalous images) mask and ignore mask, or
+    its problem."""
     try:
         anomaly_map = _load_map(source, job, target_size or job.size)
+        ignore = (None if ignore_masks is None
+                  else _load_ignore_mask(ignore_masks, job, target_size))
         if not job.anomalous:
-            return anomaly_map, None
+            return _Loaded(anomaly_map, None, ignore)
         assert job.sample.mask_path is not None
         mask = read_mask(
             job.sample.mask_path,
@@ -621,7 +685,7 @@ def _load_job(
         return error.problem
     if target_size is not None:
         mask = resize_nearest(mask, target_size)
-    return anomaly_map, mask
+    return _Loaded(anomaly_map, mask, ignore)
 
 
 def _set_metric_values(computed: SetMetricsResult) -> dict[str, float]:
@@ -663,6 +727,7 @@ def _evaluated_image(job: _Job, layout: DatasetLayout) -> EvaluatedImage:
         anomalous=job.anomalous,
         size=job.size,
         defect_type=job.sample.defect_type,
+        ignore_mask=job.ignore,
     )
 
 
@@ -679,6 +744,7 @@ def evaluate_dataset(
     set_metrics: bool = True,
     workers: int | None = None,
     progress: ProgressHook | None = None,
+    ignore_masks: str | os.PathLike[str] | None = None,
 ) -> EvaluationResult:
     """Score one category's anomaly-map files: per-image AUPIMO, AUROC, AUPRO.
 
@@ -711,6 +777,13 @@ def evaluate_dataset(
         Decoding threads (default: up to 4).
     progress : ProgressHook, optional
         Receives progress events.
+    ignore_masks : str or path, optional
+        Pixels to leave out of every metric (non-zero = left out): a folder that mirrors the
+        images' paths as the maps folder does (a sub-folder named like the category is used
+        when present; every image needs its file), or one mask file for every image (e.g. a
+        fixed border). PNG/TIFF (0/255 or 0/1) or ``.npy``/``.npz`` arrays, each of its
+        image's size (resized like the masks with ``resolution``); see
+        :func:`pimo.aupimo` for what leaving pixels out means.
 
     Returns
     -------
@@ -734,12 +807,13 @@ def evaluate_dataset(
     workers = default_workers() if workers is None else max(1, int(workers))
     layout, scan, category = _open_category(dataset, category)
     what = _describe_category(layout, category)
+    ignore = None if ignore_masks is None else open_ignore_masks(ignore_masks, category)
     source = maps if isinstance(maps, MapSource) else open_maps(maps, category)
     try:
         kept, skipped = _plan_jobs(
             layout, scan, category, source, mask_threshold=mask_threshold,
             skip_missing=skip_missing, verify_images=verify_images, workers=workers,
-            progress=progress,
+            progress=progress, ignore_masks=ignore,
         )
         normal = [job for job in kept if not job.anomalous]
         anomalous = [job for job in kept if job.anomalous]
@@ -755,9 +829,10 @@ def evaluate_dataset(
         stream_problems: list[Problem] = []
         image_scores = np.zeros(len(kept), dtype=np.float64)  # each map's maximum
 
-        def load(job: _Job) -> tuple[np.ndarray, np.ndarray | None] | Problem:
+        def load(job: _Job) -> _Loaded | Problem:
             return _load_job(source, job, target_size=target_size,
-                             mask_threshold=mask_threshold, label_masks=layout.label_masks)
+                             mask_threshold=mask_threshold, label_masks=layout.label_masks,
+                             ignore_masks=ignore)
 
         def stream(stage: str, group: list[_Job]) -> None:
             progress.start(stage, len(group))
@@ -768,16 +843,16 @@ def evaluate_dataset(
                     continue
                 if stream_problems:
                     continue
-                anomaly_map, mask = loaded
                 path = job.sample.relative_path
-                image_scores[job.index] = anomaly_map.max()
-                if mask is None:
-                    mask = np.zeros(anomaly_map.shape, dtype=bool)
-                    aupimo_stream.add_normal(job.index, anomaly_map, path=path)
+                if loaded.mask is None:
+                    aupimo_stream.add_normal(job.index, loaded.anomaly_map, path=path,
+                                             ignore_mask=loaded.ignore)
                 else:
-                    aupimo_stream.add_anomalous(job.index, anomaly_map, mask, path=path)
+                    aupimo_stream.add_anomalous(job.index, loaded.anomaly_map, loaded.mask,
+                                                path=path, ignore_mask=loaded.ignore)
                 if set_accumulator is not None:
-                    set_accumulator.update([anomaly_map], [mask], paths=[path])
+                    loaded.add_to(set_accumulator, path)
+                image_scores[job.index] = loaded.image_score  # (checked by the metrics)
 
         stream("normal images", normal)
         try:
@@ -811,4 +886,5 @@ def evaluate_dataset(
         resolution=target_size,
         mask_threshold=mask_threshold,
         image_metrics=image_level,
+        ignore_masks=None if ignore is None else ignore.location,
     )

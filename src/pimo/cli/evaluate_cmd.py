@@ -188,6 +188,7 @@ def run_evaluations(
     quiet: bool = False,
     model_name: str | None = None,
     scheduler: str | None = None,
+    ignore_masks: Path | None = None,
 ) -> list[tuple[EvaluationResult, Path]]:
     """Evaluate categories and save each into its folder.
 
@@ -198,7 +199,9 @@ def run_evaluations(
     ``maps`` may name several models' maps (``{name: location}``): each model's results then
     go under ``output/<name>/`` and record ``name``. ``scheduler`` (``"local"`` or a Dask
     scheduler address) runs everything on a Dask cluster in one sweep
-    (:func:`pimo.distributed.sweep`); None evaluates in this process.
+    (:func:`pimo.distributed.sweep`); None evaluates in this process. ``ignore_masks`` (a
+    folder or one file) leaves pixels out of every metric (see
+    :func:`pimo.evaluate_dataset`).
 
     Returns
     -------
@@ -232,6 +235,7 @@ def run_evaluations(
     options: dict[str, Any] = {
         "fpr_bounds": fpr_bounds, "resolution": resolution, "mask_threshold": mask_threshold,
         "skip_missing": skip_missing, "set_metrics": set_metrics, "workers": workers,
+        "ignore_masks": ignore_masks,
     }
     results: list[EvaluationResult] = []
     if scheduler is None:
@@ -317,6 +321,11 @@ def parse_maps_options(values: Sequence[str]) -> Path | dict[str, Path]:
 @click.option("--mask-threshold", type=float, default=None,
               help="Mask pixels > T are anomalous (for masks saved with lossy compression); "
                    "by default > 0, and masks must be binary.")
+@click.option("--ignore-masks", type=click.Path(path_type=Path), default=None,
+              metavar="DIR|FILE",
+              help="Pixels to leave out of every metric (non-zero = left out): a folder of "
+                   "PNG/TIFF/.npy masks mirroring the images' paths as --maps does (one per "
+                   "image), or one mask file for every image (e.g. a fixed border).")
 @click.option("--skip-missing", is_flag=True,
               help="Leave out images whose map, mask or image file is missing (and maps or "
                    "masks without image), listing them on stderr and in evaluation.json, "
@@ -337,7 +346,7 @@ def evaluate_command(
     dataset: str, category: str | None, categories: str | None, maps: tuple[str, ...],
     output: Path, fpr_bounds: tuple[float, float], resolution: str | None,
     mask_threshold: float | None, skip_missing: bool, no_set_metrics: bool, workers: int | None,
-    scheduler: str | None, model_name: str | None, quiet: bool,
+    scheduler: str | None, model_name: str | None, quiet: bool, ignore_masks: Path | None,
 ) -> int:
     """Score anomaly-map files against a dataset's masks: per-image AUPIMO, AUROC, AUPRO.
 
@@ -370,7 +379,7 @@ def evaluate_command(
         dataset, models, output, categories=selected, category=category,
         fpr_bounds=fpr_bounds, resolution=size, mask_threshold=mask_threshold,
         skip_missing=skip_missing, set_metrics=not no_set_metrics, workers=workers,
-        quiet=quiet, model_name=model_name, scheduler=scheduler,
+        quiet=quiet, model_name=model_name, scheduler=scheduler, ignore_masks=ignore_masks,
     )
     if size is not None:
         click.echo(FULL_RESOLUTION_NOTE.format(h=size[0], w=size[1]), err=True)

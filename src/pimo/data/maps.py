@@ -120,8 +120,9 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(tensor_to_numpy(value))
 
 
-def as_2d_map(array: np.ndarray, name: str) -> np.ndarray:
-    """Squeeze ``(1, H, W)``/``(1, 1, H, W)``/``(H, W, 1)`` to ``(H, W)`` and check the dtype."""
+def as_2d_map(array: np.ndarray, name: str, *, accept_bool: bool = False) -> np.ndarray:
+    """Squeeze ``(1, H, W)``/``(1, 1, H, W)``/``(H, W, 1)`` to ``(H, W)`` and check the dtype
+    (bool arrays pass as they are with ``accept_bool``: ignore masks)."""
     original = array.shape
     while array.ndim > 2 and array.shape[0] == 1:
         array = array[0]
@@ -136,6 +137,8 @@ def as_2d_map(array: np.ndarray, name: str) -> np.ndarray:
                 "((H, W), (1, H, W), (1, 1, H, W) or (H, W, 1)).",
             )
         )
+    if accept_bool and array.dtype == np.bool_:
+        return array
     if array.dtype.kind not in "fiu":
         raise FileProblemError(
             Problem(
@@ -175,8 +178,10 @@ def _read_png_map(path: Path, name: str) -> np.ndarray:
     )
 
 
-def read_map_file(path: str | os.PathLike[str], *, name: str | None = None) -> np.ndarray:
-    """Read a one-map file as a 2-D float array (see the module notes for the formats).
+def read_map_file(path: str | os.PathLike[str], *, name: str | None = None,
+                  accept_bool: bool = False) -> np.ndarray:
+    """Read a one-map file as a 2-D float array (see the module notes for the formats); a
+    bool array is returned as it is with ``accept_bool``.
 
     Raises
     ------
@@ -257,7 +262,7 @@ def read_map_file(path: str | os.PathLike[str], *, name: str | None = None) -> n
         raise _unreadable(
             name, f"truncated or corrupt ({type(error).__name__}: {error})."
         ) from error
-    return as_2d_map(np.asarray(array), name)
+    return as_2d_map(np.asarray(array), name, accept_bool=accept_bool)
 
 
 class MapSource(ABC):
@@ -461,7 +466,8 @@ def entries_of_category(
 
 
 def match_maps(
-    sample_paths: Sequence[str], entries: Sequence[MapEntry], *, where: str
+    sample_paths: Sequence[str], entries: Sequence[MapEntry], *, where: str,
+    kind: str = "map",
 ) -> tuple[list[MapEntry | None], list[Problem]]:
     """Match maps to images by the trailing components of their paths.
 
@@ -473,6 +479,9 @@ def match_maps(
         The maps.
     where : str
         The maps' location, for messages.
+    kind : {"map", "ignore-mask"}
+        What the files are, in the problems' kinds and messages (ignore masks are matched to
+        images as maps are).
 
     Returns
     -------
@@ -480,18 +489,22 @@ def match_maps(
         The map of each image (``None``: no map).
     problems : list of Problem
         ``missing-map`` for each image without map, ``orphan-map`` for each map without
-        image, ``duplicate-map`` for maps that share a path but not the extension.
+        image, ``duplicate-map`` for maps that share a path but not the extension
+        (``missing-ignore-mask``, ... for ignore masks).
     """
+    noun, long_noun, example = (
+        ("map", "anomaly map", ".npy") if kind == "map" else ("ignore mask", "ignore mask", ".png")
+    )
     problems: list[Problem] = []
     by_key: dict[tuple[str, ...], MapEntry] = {}
     for entry in entries:
         if entry.key in by_key:
             problems.append(
                 Problem(
-                    "duplicate-map",
+                    f"duplicate-{kind}",
                     entry.name,
-                    f"the maps {by_key[entry.key].name} and {entry.name} in {where} are for "
-                    "the same image; keep one.",
+                    f"the {noun}s {by_key[entry.key].name} and {entry.name} in {where} are "
+                    "for the same image; keep one.",
                 )
             )
             continue
@@ -517,20 +530,20 @@ def match_maps(
         if match is None:
             problems.append(
                 Problem(
-                    "missing-map",
+                    f"missing-{kind}",
                     path,
-                    f"no anomaly map for the image {path} in {where} (looked for a file named like "
-                    f"{'/'.join(path_key(path)[-max(best_depth, 1) :])}.npy, matching the image's "
-                    "path without extension).",
+                    f"no {long_noun} for the image {path} in {where} (looked for a file named "
+                    f"like {'/'.join(path_key(path)[-max(best_depth, 1) :])}{example}, matching "
+                    "the image's path without extension).",
                 )
             )
     for entry in unique_entries:
         if id(entry) not in matched:
             problems.append(
                 Problem(
-                    "orphan-map",
+                    f"orphan-{kind}",
                     entry.name,
-                    f"the map {entry.name} in {where} matches no test image.",
+                    f"the {noun} {entry.name} in {where} matches no test image.",
                 )
             )
     return best_matches, problems

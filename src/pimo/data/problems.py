@@ -17,7 +17,8 @@ __all__ = ["SKIPPABLE_KINDS", "DatasetError", "Problem", "format_problems"]
 
 # Problems that ``skip_missing`` may skip: a file that is absent on one side of a pair.
 SKIPPABLE_KINDS = frozenset(
-    {"missing-map", "orphan-map", "missing-mask", "orphan-mask", "missing-image"}
+    {"missing-map", "orphan-map", "missing-mask", "orphan-mask", "missing-image",
+     "missing-ignore-mask", "orphan-ignore-mask"}
 )
 
 
@@ -31,7 +32,9 @@ class Problem:
         A short identifier: ``missing-map``, ``orphan-map``, ``duplicate-map``, ``missing-mask``,
         ``orphan-mask``, ``missing-image``, ``unreadable-image``, ``unreadable-mask``,
         ``unreadable-map``, ``mask-size``, ``non-binary-mask``, ``non-finite-map``,
-        ``map-shape``, ``map-values`` (integer scores beyond 2**53).
+        ``map-shape``, ``map-values`` (integer scores beyond 2**53); for ignore masks
+        ``missing-ignore-mask``, ``orphan-ignore-mask``, ``duplicate-ignore-mask``,
+        ``unreadable-ignore-mask``, ``non-binary-ignore-mask``, ``ignore-mask-size``.
     path : str
         The file concerned (the image's path relative to the dataset root when the problem is
         about an image, the file's own path otherwise).
