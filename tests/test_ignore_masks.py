@@ -14,7 +14,7 @@ import pimo
 from pimo import IgnoreMaskError, MaskValueError, NonFiniteScoreError, ShapeMismatchError
 
 from .test_aupimo import brute_force_exact, image_sets, reachable_bounds
-from .test_setmetrics import scipy_labels
+from .test_setmetrics import area_until, brute_force_pro_curve, scipy_labels
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -149,36 +149,6 @@ def test_a_hand_computed_case():
 # --------------------------------------------------------------------------------------
 # Set metrics
 # --------------------------------------------------------------------------------------
-def brute_force_aupro(maps, masks, ignore_masks, fpr_limit):
-    """AUPRO with regions labelled on the whole masks, then restricted to the kept pixels."""
-    scores = np.concatenate([np.asarray(m, dtype=np.float64)[~i] for m, i in
-                             zip(maps, ignore_masks, strict=True)])
-    normal = np.concatenate([~np.asarray(y, dtype=bool)[~i] for y, i in
-                             zip(masks, ignore_masks, strict=True)])
-    regions, offset = [], 0
-    for mask, ignore in zip(masks, ignore_masks, strict=True):
-        labels, count = scipy_labels(np.asarray(mask, dtype=bool))
-        kept_labels = labels[~ignore]
-        regions.extend(np.flatnonzero(kept_labels == r) + offset for r in range(1, count + 1))
-        offset += kept_labels.size
-    fprs, pros = [0.0], [0.0]
-    for threshold in np.unique(scores)[::-1]:
-        detected = scores >= threshold
-        fprs.append(np.count_nonzero(detected & normal) / np.count_nonzero(normal))
-        pros.append(np.mean([np.mean(detected[region]) for region in regions]))
-    area = 0.0
-    for k in range(1, len(fprs)):
-        x0, x1, y0, y1 = fprs[k - 1], fprs[k], pros[k - 1], pros[k]
-        if x0 >= fpr_limit:
-            break
-        if x1 <= fpr_limit:
-            area += (x1 - x0) * (y0 + y1) / 2
-        else:
-            y_limit = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
-            area += (fpr_limit - x0) * (y0 + y_limit) / 2
-    return area / fpr_limit
-
-
 def f1_max_brute_force(labels: np.ndarray, scores: np.ndarray) -> float:
     precision, recall, _ = precision_recall_curve(labels, scores)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -200,8 +170,9 @@ def test_set_metrics_equal_references_on_the_kept_pixels(data, fpr_limit):
     assert result.auroc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert result.ap == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
     assert result.f1_max == pytest.approx(f1_max_brute_force(labels, scores), abs=1e-12)
-    assert result.aupro[fpr_limit] == pytest.approx(
-        brute_force_aupro(maps, masks, ignore_masks, fpr_limit), abs=1e-9)
+    # regions labelled on the whole masks, then restricted to the kept pixels
+    fprs, pros = brute_force_pro_curve(maps, masks, ignore_masks=ignore_masks)
+    assert result.aupro[fpr_limit] == pytest.approx(area_until(fprs, pros, fpr_limit), abs=1e-9)
     assert result.num_regions == sum(scipy_labels(mask)[1] for mask in masks)
 
 

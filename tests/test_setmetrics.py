@@ -26,15 +26,23 @@ def scipy_labels(mask: np.ndarray, connectivity: int | None = None) -> tuple[np.
     return ndi.label(mask, structure)
 
 
-def brute_force_pro_curve(maps, masks, connectivity=None):
-    """Points (FPR, mean region TPR) at every distinct score, from the highest down."""
-    scores = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
-    normal = np.concatenate([~np.asarray(y, dtype=bool).ravel() for y in masks])
+def brute_force_pro_curve(maps, masks, connectivity=None, ignore_masks=None):
+    """Points (FPR, mean region TPR) at every distinct score, from the highest down.
+
+    With ``ignore_masks``, only the kept pixels count; regions are labelled on the whole masks.
+    """
+    if ignore_masks is None:
+        ignore_masks = [np.zeros(np.shape(m), dtype=bool) for m in maps]
+    kept = [~np.asarray(ignore, dtype=bool) for ignore in ignore_masks]
+    scores = np.concatenate([np.asarray(m, dtype=np.float64)[k] for m, k in
+                             zip(maps, kept, strict=True)])
+    normal = np.concatenate([~np.asarray(y, dtype=bool)[k] for y, k in
+                             zip(masks, kept, strict=True)])
     regions = []
     offset = 0
-    for mask in masks:
+    for mask, keep in zip(masks, kept, strict=True):
         labels, count = scipy_labels(np.asarray(mask, dtype=bool), connectivity)
-        labels = labels.ravel()
+        labels = labels[keep]
         regions.extend(np.flatnonzero(labels == r) + offset for r in range(1, count + 1))
         offset += labels.size
     fprs, pros = [0.0], [0.0]
@@ -47,7 +55,11 @@ def brute_force_pro_curve(maps, masks, connectivity=None):
 
 def brute_force_aupro(maps, masks, fpr_limit, connectivity=None):
     """Trapezoids up to the limit, the crossing segment interpolated, divided by the limit."""
-    fprs, pros = brute_force_pro_curve(maps, masks, connectivity)
+    return area_until(*brute_force_pro_curve(maps, masks, connectivity), fpr_limit)
+
+
+def area_until(fprs, pros, fpr_limit):
+    """Area under the polyline (fprs, pros) for FPR in [0, fpr_limit], over the limit."""
     area = 0.0
     for k in range(1, fprs.size):
         x0, x1, y0, y1 = fprs[k - 1], fprs[k], pros[k - 1], pros[k]
