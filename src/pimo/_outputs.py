@@ -34,6 +34,7 @@ __all__ = [
     "recorded_dataset_key",
     "remove_stale_files",
     "run_consistency_notes",
+    "settings_notes",
 ]
 
 EVALUATION_FILE = "evaluation.json"
@@ -222,3 +223,58 @@ def run_consistency_notes(score_files: Mapping[str, Mapping[str, Path]]) -> list
             )
     return notes
 
+
+
+#: The evaluation settings that change the numbers: ``evaluation.json`` key -> its name.
+_SETTINGS = {"resolution": "resolution", "ignore_masks": "ignore masks",
+             "mask_threshold": "mask threshold"}
+#: What a score file without ``evaluation.json`` (e.g. published scores) was computed with.
+_UNRECORDED = {"resolution": "full", "ignore_masks": None, "mask_threshold": None}
+
+
+def settings_notes(score_files: Mapping[str, Mapping[str, Path]]) -> list[str]:
+    """Notes on datasets whose models were evaluated with different settings.
+
+    Parameters
+    ----------
+    score_files : mapping model -> (mapping dataset key -> score file)
+        The per-image score files of each model.
+
+    Returns
+    -------
+    list of str
+        One note per dataset where the models' ``evaluation.json`` records differ in
+        resolution, ignore masks or mask threshold (their numbers are then not comparable). A
+        model without a record (e.g. published scores) counts as evaluated at full
+        resolution, without ignore masks, on clean masks.
+
+    Raises
+    ------
+    ScoreFileError
+        A malformed ``evaluation.json``.
+    """
+    by_dataset: dict[str, dict[str, Path]] = {}
+    for model, files in score_files.items():
+        for dataset, path in files.items():
+            by_dataset.setdefault(dataset, {})[model] = path
+    notes = []
+    for dataset, by_model in sorted(by_dataset.items()):
+        records = {model: _record_of(evaluation_folder(path)) for model, path in by_model.items()}
+        differences = []
+        for key, name in _SETTINGS.items():
+            values: dict[str, str] = {}
+            for model, record in records.items():
+                value = _UNRECORDED[key] if record is None else record.get(key, _UNRECORDED[key])
+                values[model] = "none" if value is None else str(value)
+                if record is None:
+                    values[model] += " (no evaluation.json)"
+            if len({value.split(" (")[0] for value in values.values()}) > 1:
+                shown = ", ".join(f"{value} for {model!r}" for model, value in values.items())
+                differences.append(f"{name}: {shown}")
+        if differences:
+            notes.append(
+                f"{dataset}: the models were evaluated with different settings ("
+                f"{'; '.join(differences)}), so their numbers are not comparable. Evaluate "
+                "every model with the same settings."
+            )
+    return notes

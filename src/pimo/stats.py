@@ -39,7 +39,12 @@ from typing import Any, Literal
 import numpy as np
 import scipy.stats
 
-from pimo._outputs import evaluation_folder, recorded_dataset_key, run_consistency_notes
+from pimo._outputs import (
+    evaluation_folder,
+    recorded_dataset_key,
+    run_consistency_notes,
+    settings_notes,
+)
 from pimo._validate import (
     EmptyInputError,
     NoAnomalousImageError,
@@ -1252,6 +1257,7 @@ def compare_models(
     DatasetComparison
     """
     aligned = align_scores(scores_by_model, paths_by_model=paths_by_model)
+    _require_one_fpr_range(scores_by_model)
     if defect_types is None:
         defect_types = defect_types_of(scores_by_model, paths_by_model=paths_by_model)
     ranks = image_ranks(aligned, rank_tolerance=rank_tolerance)
@@ -1287,6 +1293,22 @@ def compare_models(
         missing_models=tuple(missing_models),
         defect_types=breakdown,
     )
+
+
+def _require_one_fpr_range(scores_by_model: Mapping[str, ScoresLike] | AlignedScores) -> None:
+    """Raise when the models' AUPIMO scores were integrated over different FPR ranges."""
+    if isinstance(scores_by_model, AlignedScores):
+        return
+    ranges = {str(model): tuple(float(bound) for bound in scores.fpr_bounds)
+              for model, scores in scores_by_model.items() if isinstance(scores, AupimoResult)}
+    if len(set(ranges.values())) > 1:
+        shown = ", ".join(f"[{low:g}, {high:g}] for {model!r}"
+                          for model, (low, high) in ranges.items())
+        raise PimoValueError(
+            f"The models' AUPIMO scores cover different shared-FPR ranges ({shown}): scores "
+            "over different ranges are not comparable. Score every model over the same range "
+            "(pimo evaluate --fpr-bounds L U; the paper's is 1e-5 1e-4)."
+        )
 
 
 def _optional_float(value: Any) -> float | None:
@@ -1770,7 +1792,7 @@ def compare_score_tree(
                 if model in by_model}
         for model in tree.models
     }
-    for note in run_consistency_notes(score_files):
+    for note in [*run_consistency_notes(score_files), *settings_notes(score_files)]:
         notes.append(note)
         warnings.warn(note, UserWarning, stacklevel=2)
     return BenchmarkComparison(
