@@ -58,6 +58,7 @@ import numpy as np
 
 from pimo._io import dump_json
 from pimo._outputs import AUPIMO_FILE, EVALUATION_FILE, EvaluationRun, remove_stale_files
+from pimo._progress import ProgressHook
 from pimo._validate import (
     NoAnomalousImageError,
     NoNormalImageError,
@@ -132,19 +133,6 @@ def default_model_name(maps_location: str | os.PathLike[str], category: str = ""
     if name == category and location.parent.name:
         name = location.parent.name
     return name or "model"
-
-
-class ProgressHook:
-    """Receives progress: :meth:`start` once per stage, :meth:`advance` once per image.
-
-    The default does nothing; the command line shows a progress bar.
-    """
-
-    def start(self, stage: str, total: int) -> None:
-        """A stage of ``total`` images begins."""
-
-    def advance(self, count: int = 1) -> None:
-        """``count`` more images are done."""
 
 
 class SavedFiles(dict[str, Path]):

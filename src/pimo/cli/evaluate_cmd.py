@@ -14,11 +14,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from pimo.evaluate import EvaluationResult, ProgressHook
+from pimo._progress import ProgressHook
+
+if TYPE_CHECKING:
+    from pimo.evaluate import EvaluationResult
 
 __all__ = [
     "LineProgress",
