@@ -43,3 +43,30 @@ def test_public_functions_are_not_shadowed_by_their_modules() -> None:
 
     for name in ("image_metrics", "threshold_at", "aupimo", "set_metrics", "evaluate_dataset"):
         assert callable(getattr(pimo, name)), name
+
+
+def test_the_command_line_imports_nothing_heavy_before_it_handles_ctrl_c() -> None:
+    code = (
+        "import json, sys; import pimo.cli; "
+        "print(json.dumps([m in sys.modules for m in ('numpy', 'numba', 'matplotlib')]))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               check=True)
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == [False, False, False]
+
+
+def test_ctrl_c_while_the_command_loads_says_aborted(monkeypatch, capsys) -> None:
+    import builtins
+
+    from pimo.cli import EXIT_INTERRUPTED, main
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "pimo._validate":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    assert main(["--help"]) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip() == "Aborted."

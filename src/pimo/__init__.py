@@ -4,35 +4,15 @@ The public API. Per-image metrics: :func:`aupimo`, :func:`auimo`, :func:`pimo_cu
 :class:`AupimoAccumulator` for batches in any order; score
 files: :func:`load_aupimo` and :meth:`AupimoResult.save`.
 
-Importing :mod:`pimo` is cheap: the error classes are loaded at once, every other name (and the
-submodules :mod:`pimo.stats`, :mod:`pimo.streaming`, :mod:`pimo.plots`, ...) on first use, so
-that a command only pays for numba, scipy, matplotlib or Pillow when it needs them.
+Importing :mod:`pimo` is cheap: every public name (and the submodules :mod:`pimo.stats`,
+:mod:`pimo.streaming`, :mod:`pimo.plots`, ...) is loaded on first use, so that a command only
+pays for numpy, numba, scipy, matplotlib or Pillow when it needs them.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
-
-from pimo._validate import (
-    ConstantNormalMapsError,
-    EmptyInputError,
-    FprBoundsError,
-    IgnoreMaskError,
-    IncompleteSummaryError,
-    MaskValueError,
-    NoAnomalousImageError,
-    NonFiniteScoreError,
-    NoNormalImageError,
-    OutputPathError,
-    PimoError,
-    PimoTypeError,
-    PimoValueError,
-    PimoWarning,
-    ScoreFileError,
-    ShapeMismatchError,
-    UnreachableFprError,
-)
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from pimo import accumulate as accumulate
@@ -46,6 +26,25 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from pimo import stats as stats
     from pimo import streaming as streaming
     from pimo._synthetic import make_example
+    from pimo._validate import (
+        ConstantNormalMapsError,
+        EmptyInputError,
+        FprBoundsError,
+        IgnoreMaskError,
+        IncompleteSummaryError,
+        MaskValueError,
+        NoAnomalousImageError,
+        NonFiniteScoreError,
+        NoNormalImageError,
+        OutputPathError,
+        PimoError,
+        PimoTypeError,
+        PimoValueError,
+        PimoWarning,
+        ScoreFileError,
+        ShapeMismatchError,
+        UnreachableFprError,
+    )
     from pimo.accumulate import AupimoAccumulator
     from pimo.data.problems import DatasetError
     from pimo.evaluate import EvaluationResult, evaluate_dataset
@@ -72,6 +71,25 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 # public name -> module that defines it, imported on first access
 _LAZY_NAMES: dict[str, str] = {
+    **dict.fromkeys((
+        "ConstantNormalMapsError",
+        "EmptyInputError",
+        "FprBoundsError",
+        "IgnoreMaskError",
+        "IncompleteSummaryError",
+        "MaskValueError",
+        "NoAnomalousImageError",
+        "NonFiniteScoreError",
+        "NoNormalImageError",
+        "OutputPathError",
+        "PimoError",
+        "PimoTypeError",
+        "PimoValueError",
+        "PimoWarning",
+        "ScoreFileError",
+        "ShapeMismatchError",
+        "UnreachableFprError",
+    ), "pimo._validate"),
     "make_example": "pimo._synthetic",
     "AupimoAccumulator": "pimo.accumulate",
     "DatasetError": "pimo.data.problems",

@@ -111,13 +111,18 @@ def skip_numba_blas_probe() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pimo`` console script; returns the exit code."""
-    from pimo._validate import PimoError
+    try:
+        return _run(argv)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C, also inside numba, threads
+        click.echo("Aborted.", err=True)  # or an import
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: list[str] | None) -> int:
+    from pimo._validate import PimoError  # numpy: after main's Ctrl-C handler is in place
 
     try:
         code = cli.main(args=argv, prog_name="pimo", standalone_mode=False)
-    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C, also inside numba or threads
-        click.echo("Aborted.", err=True)
-        return EXIT_INTERRUPTED
     except click.ClickException as error:
         error.show()
         return error.exit_code
