@@ -223,6 +223,7 @@ def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
     score file. Masks: all-zero = normal image. Maps must have their masks' size (or give
     --resize); masks must be binary (or give --mask-threshold). Example:
 
+    \b
         pimo aupimo maps.npy masks.npy -o aupimo/aupimos.json
         pimo aupimo small_maps.npy masks_0_255.npy --resize --mask-threshold 0
         pimo aupimo maps.npy masks.npy --ignore-masks border.npy -o aupimos.json

@@ -78,6 +78,7 @@ def threshold_command(maps: Path, masks: Path, target_fpr: float, kind: str,
     masks mark the normal images, which alone choose the threshold. Prints the threshold and
     what it gives on every image (TPR, IoU, F1, FPR, false-positive regions). Example:
 
+    \b
         pimo threshold maps.npy masks.npy --fpr 1e-4 -o threshold.json
         pimo threshold maps.npy masks.npy --fpr 1e-4 --ignore-masks border.npy
     """
