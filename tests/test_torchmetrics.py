@@ -21,6 +21,7 @@ pytest.importorskip("torchmetrics", reason="pimo.torchmetrics needs torchmetrics
 
 import pimo  # noqa: E402
 from pimo.torchmetrics import AUPIMO, AUPRO, AUROC, AccumulatorMetric, SetMetrics  # noqa: E402
+from tests.test_ignore_masks import draw_ignore_masks  # noqa: E402
 from tests.toy_accumulator import ToyAccumulator, ToyResult  # noqa: E402
 
 
@@ -155,16 +156,16 @@ def real_metrics() -> dict[str, AccumulatorMetric]:
 
 
 def check_real_metrics(values: dict[str, Any], results: dict[str, Any], maps: np.ndarray,
-                       masks: np.ndarray) -> None:
+                       masks: np.ndarray, ignore_masks: Any = None) -> None:
     """The metrics' values and results equal the one-shot functions on (maps, masks)."""
     assert set(values) == {"aupimo", "auroc", "aupro", "aupro_05", "set"}
-    check_aupimo(values, results, maps, masks)
-    check_set_metrics(values, results, maps, masks)
+    check_aupimo(values, results, maps, masks, ignore_masks)
+    check_set_metrics(values, results, maps, masks, ignore_masks)
 
 
 def check_aupimo(values: dict[str, Any], results: dict[str, Any], maps: np.ndarray,
-                 masks: np.ndarray) -> None:
-    expected = pimo.aupimo(maps, masks, fpr_bounds=BOUNDS)
+                 masks: np.ndarray, ignore_masks: Any = None) -> None:
+    expected = pimo.aupimo(maps, masks, fpr_bounds=BOUNDS, ignore_masks=ignore_masks)
     np.testing.assert_allclose(results["aupimo"].aupimos, expected.aupimos, rtol=0,
                                atol=1e-12, equal_nan=True)
     np.testing.assert_array_equal(results["aupimo"].image_classes, expected.image_classes)
@@ -173,18 +174,19 @@ def check_aupimo(values: dict[str, Any], results: dict[str, Any], maps: np.ndarr
 
 
 def check_set_metrics(values: dict[str, Any], results: dict[str, Any], maps: np.ndarray,
-                      masks: np.ndarray) -> None:
-    one_shot = pimo.set_metrics(maps, masks, fpr_limits=(0.3, 0.05))
-    assert float(values["auroc"]) == pytest.approx(one_shot.auroc, abs=1e-12)
-    assert float(values["aupro"]) == pytest.approx(one_shot.aupro[0.3], abs=1e-12)
-    assert float(values["aupro_05"]) == pytest.approx(one_shot.aupro[0.05], abs=1e-12)
+                      masks: np.ndarray, ignore_masks: Any = None) -> None:
+    one_shot = pimo.set_metrics(maps, masks, fpr_limits=(0.3, 0.05), ignore_masks=ignore_masks)
+    assert float(values["auroc"]) == pytest.approx(
+        pimo.auroc(maps, masks, ignore_masks=ignore_masks), abs=1e-12)
+    assert float(values["aupro"]) == pytest.approx(
+        pimo.aupro(maps, masks, ignore_masks=ignore_masks), abs=1e-12)
+    assert float(values["aupro_05"]) == pytest.approx(
+        pimo.aupro(maps, masks, fpr_limit=0.05, ignore_masks=ignore_masks), abs=1e-12)
     every = {name: float(value) for name, value in values["set"].items()}
     assert every == pytest.approx({"auroc": one_shot.auroc, "aupro_0.3": one_shot.aupro[0.3],
                                    "aupro_0.05": one_shot.aupro[0.05], "ap": one_shot.ap,
                                    "f1_max": one_shot.f1_max}, abs=1e-12)
     assert results["set"].num_regions == one_shot.num_regions
-
-
 
 
 def test_metrics_equal_the_one_shot_functions():
@@ -199,6 +201,42 @@ def test_metrics_equal_the_one_shot_functions():
     assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for k, v in values.items()
                if k != "set")
     check_real_metrics(values, {name: m.result() for name, m in metrics.items()}, maps, masks)
+
+
+@pytest.mark.parametrize("layout", ["tensors", "channel_axis", "numpy_lists"])
+def test_metrics_with_ignore_masks_equal_the_functions_with_ignore_masks(layout):
+    maps, masks = example(seed=6)
+    ignore_masks = np.stack(draw_ignore_masks(maps, masks, seed=6, density=0.3))
+    metrics = real_metrics()
+    rng = np.random.default_rng(6)
+    for batch in random_batches(len(maps), rng):
+        if layout == "numpy_lists":
+            arguments = (list(maps[batch]), list(masks[batch]), list(ignore_masks[batch]))
+        else:
+            arguments = tuple(torch.from_numpy(array[batch])
+                              for array in (maps, masks, ignore_masks))
+            if layout == "channel_axis":  # (B, 1, H, W) maps and ignore masks, (B, H, W) masks
+                arguments = (arguments[0][:, None], arguments[1], arguments[2][:, None])
+        for metric in metrics.values():
+            metric.update(arguments[0], arguments[1], ignore_masks=arguments[2])
+    values = {name: metric.compute() for name, metric in metrics.items()}
+    results = {name: metric.result() for name, metric in metrics.items()}
+    check_real_metrics(values, results, maps, masks, ignore_masks)
+    without = pimo.set_metrics(maps, masks)  # the ignore masks change every metric
+    assert float(values["auroc"]) != pytest.approx(without.auroc, abs=1e-9)
+    assert float(values["aupro"]) != pytest.approx(without.aupro[0.3], abs=1e-9)
+
+
+def test_an_ignore_mask_covering_a_defect_is_refused_by_update():
+    maps, masks = example(seed=6)
+    anomalous = int(np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))[0])
+    ignore_masks = np.zeros(masks.shape, dtype=bool)
+    ignore_masks[anomalous] = masks[anomalous]
+    message = rf"image {anomalous}\b.* covers all \d+ anomalous pixels"
+    for metric in (AUPIMO(fpr_bounds=BOUNDS), AUPRO()):
+        with pytest.raises(pimo.IgnoreMaskError, match=message):
+            metric.update(torch.from_numpy(maps), torch.from_numpy(masks),
+                          ignore_masks=torch.from_numpy(ignore_masks))
 
 
 # --------------------------------------------------------------------------------------

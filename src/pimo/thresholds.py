@@ -59,6 +59,12 @@ _FORMAT = "pimo-operating-threshold"
 # check then settles the candidates.
 _FLOAT_SLACK = 1e-9
 _REGION_QUANTILES = (0.5, 0.9, 0.99, 1.0)
+# The fields :meth:`OperatingThreshold.to_dict` writes itself; any other is kept in ``extra``.
+_FIELDS = frozenset({
+    "format", "threshold", "kind", "target_fpr", "share", "shared_fpr", "normal_share",
+    "connectivity", "summary", "image_classes", "tpr", "fpr", "iou", "f1", "fp_regions",
+    "paths",
+})
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +98,9 @@ class OperatingThreshold:
         Region connectivity used (None = full: 8 in 2-D, 26 in 3-D).
     paths : list of str or None
         Image paths.
+    extra : dict
+        Further JSON fields, written after the standard ones by :meth:`save` (e.g.
+        ``"ignore_masks"``: the file of the pixels left out) and kept by :meth:`load`.
     """
 
     threshold: float
@@ -108,6 +117,7 @@ class OperatingThreshold:
     fp_regions: np.ndarray
     connectivity: int | None = None
     paths: list[str] | None = field(default=None)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_images(self) -> int:
@@ -175,6 +185,7 @@ class OperatingThreshold:
             "f1": floats(self.f1),
             "fp_regions": [int(v) for v in self.fp_regions],
             "paths": self.paths,
+            **{key: value for key, value in self.extra.items() if key not in _FIELDS},
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -215,6 +226,7 @@ class OperatingThreshold:
                 fp_regions=np.asarray(payload["fp_regions"], dtype=np.int64),
                 connectivity=payload.get("connectivity"),
                 paths=None if payload.get("paths") is None else [str(p) for p in payload["paths"]],
+                extra={key: value for key, value in payload.items() if key not in _FIELDS},
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ScoreFileError(

@@ -42,6 +42,8 @@ _CLI_WORDING: tuple[tuple[str, str], ...] = (
     (r" \((?:skip_missing|set_metrics|mask_threshold|resolution)=[^)]*\)", ""),
     (r"\bskip_missing=True\b", "--skip-missing"),
     (r"\bmask_threshold\b", "--mask-threshold"),
+    (r"\(np\.broadcast_to\(ignore, maps\.shape\) repeats one mask for every image\)",
+     "(a single mask file applies to every image)"),
 )
 
 

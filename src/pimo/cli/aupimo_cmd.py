@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,11 @@ from pimo.cli import skip_numba_blas_probe
 
 _MAP_KEYS = ("anomaly_maps", "asmaps", "maps")
 _MASK_KEYS = ("masks", "gts", "ground_truth")
+_IGNORE_KEYS = ("ignore_masks", "ignore")
+IGNORE_MASKS_HELP = (
+    "Pixels to leave out of every metric (1 = ignored), a .npy/.npz file: a stack with one "
+    "mask per image, or one (H, W) mask for every image (e.g. a border or a fixture)."
+)
 
 
 def _load_stack(path: Path, keys: tuple[str, ...], what: str) -> tuple[Any, list[str] | None]:
@@ -98,6 +104,69 @@ def resize_maps_to_masks(anomaly_maps: Any, masks: Any) -> list[np.ndarray]:
     return resized
 
 
+def load_ignore_masks(path: Path, masks: np.ndarray, *, paths: list[str] | None = None,
+                      mask_threshold: float | None = None, resize: bool = False) -> Any:
+    """The ignore masks of ``--ignore-masks PATH`` (1 = pixel left out), one per mask.
+
+    ``PATH`` is a .npy/.npz file read as MASKS are (:func:`_load_stack`; in a .npz the array
+    ``ignore_masks``/``ignore``, or its only array): a stack with one ignore mask per image,
+    or a single mask (shape ``masks.shape[1:]``, or a stack of one) that applies to every
+    image, repeated with :func:`numpy.broadcast_to` (no copy). Like the masks, it is binarised
+    with ``mask_threshold`` (``ignore > T``) when one is given; with ``resize`` an ignore mask
+    whose (H, W) differs from its mask's is resized to it (nearest, as torch's
+    ``interpolate(mode="nearest")``). Counts, shapes and values of a stack are left to the
+    library's checks, whose errors name the image.
+
+    Raises
+    ------
+    PimoValueError
+        The file is missing or unreadable, or its ``paths`` differ from the maps' ``paths``.
+    ShapeMismatchError
+        A single mask does not have the masks' (H, W) (and ``resize`` is off, or cannot
+        apply).
+    """
+    from pimo._validate import ShapeMismatchError
+    from pimo.data.resize import resize_nearest
+
+    ignore, ignore_paths = _load_stack(path, _IGNORE_KEYS, "ignore masks")
+    if paths is not None and ignore_paths is not None and ignore_paths != paths:
+        index = next((i for i, (ours, theirs) in enumerate(zip(ignore_paths, paths,
+                                                                 strict=False))
+                      if ours != theirs), min(len(ignore_paths), len(paths)))
+
+        def entry(names: list[str]) -> str:
+            return repr(names[index]) if index < len(names) else "missing"
+
+        raise PimoValueError(
+            f"Ignore masks file {str(path)!r} lists other images than the maps: its entry "
+            f"{index} is {entry(ignore_paths)}, the maps' is {entry(paths)}. Store the ignore "
+            "masks in the maps' order (or without 'paths').",
+            image_index=index, path=str(path))
+    if mask_threshold is not None:
+        ignore = binarise_masks(ignore, mask_threshold)
+    masks = np.asarray(masks)
+    single = ignore.ndim == masks.ndim - 1 or (ignore.ndim == masks.ndim and len(ignore) == 1)
+    if not single:
+        if resize and len(ignore) == len(masks):
+            return [resize_nearest(one, mask.shape) if one.ndim == mask.ndim == 2 else one
+                    for one, mask in zip(ignore, masks, strict=True)]
+        return ignore
+    if ignore.ndim == masks.ndim:
+        ignore = ignore[0]
+    image_shape = masks.shape[1:]
+    if resize and ignore.ndim == len(image_shape) == 2:
+        ignore = resize_nearest(ignore, image_shape)
+    if ignore.shape != image_shape:
+        fix = "give it the masks' shape"
+        if not resize and ignore.ndim == len(image_shape) == 2:
+            fix += ", or add --resize to resize it (nearest)"
+        raise ShapeMismatchError(
+            f"The single ignore mask in {str(path)!r} has shape {ignore.shape} but the masks "
+            f"have shape {image_shape}: {fix}.",
+            path=str(path))
+    return np.broadcast_to(ignore, masks.shape)
+
+
 def _print_summary(result: Any, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -138,20 +207,26 @@ def _print_summary(result: Any, title: str) -> None:
                    "interpolate with align_corners=False, the paper's protocol).")
 @click.option("--auimo", "with_auimo", is_flag=True,
               help="Score with the IoU curve (AUIMO) instead of the TPR.")
+@click.option("--ignore-masks", "ignore_masks_path", type=click.Path(path_type=Path),
+              default=None, metavar="PATH",
+              help=IGNORE_MASKS_HELP + " Binarised by --mask-threshold and resized (nearest) "
+                   "by --resize like the masks.")
 @click.option("--example", is_flag=True,
               help="Run on a small generated example instead of MAPS and MASKS.")
 def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
                    fpr_bounds: tuple[float, float], num_thresholds: int | None,
-                   mask_threshold: float | None, resize: bool, with_auimo: bool,
-                   example: bool) -> None:
+                   mask_threshold: float | None, resize: bool, ignore_masks_path: Path | None,
+                   with_auimo: bool, example: bool) -> None:
     """Per-image AUPIMO of MAPS and MASKS (.npy/.npz stacks of shape (N, H, W)).
 
     Prints the mean, std and P33 over anomalous images and, with -o, writes the per-image
     score file. Masks: all-zero = normal image. Maps must have their masks' size (or give
     --resize); masks must be binary (or give --mask-threshold). Example:
 
+    \b
         pimo aupimo maps.npy masks.npy -o aupimo/aupimos.json
         pimo aupimo small_maps.npy masks_0_255.npy --resize --mask-threshold 0
+        pimo aupimo maps.npy masks.npy --ignore-masks border.npy -o aupimos.json
     """
     import pimo
     from pimo._io import check_output_file
@@ -173,6 +248,11 @@ def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
         title = f"{'AUIMO' if with_auimo else 'AUPIMO'} of {maps}"
     if mask_threshold is not None:
         ground_truth = binarise_masks(ground_truth, mask_threshold)
+    ignore_masks = None
+    if ignore_masks_path is not None:
+        ignore_masks = load_ignore_masks(ignore_masks_path, ground_truth, paths=paths,
+                                         mask_threshold=mask_threshold, resize=resize)
+        title += f", without the pixels of {ignore_masks_path}"
     if resize:
         anomaly_maps = resize_maps_to_masks(anomaly_maps, ground_truth)
     skip_numba_blas_probe()
@@ -180,10 +260,13 @@ def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pimo.PimoWarning)
         result = metric(anomaly_maps, ground_truth, fpr_bounds=fpr_bounds,
-                        num_thresholds=num_thresholds, paths=paths)
+                        num_thresholds=num_thresholds, paths=paths, ignore_masks=ignore_masks)
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
     _print_summary(result, title)
     if output is not None:
+        if ignore_masks_path is not None:
+            result = replace(result, extra={**result.extra,
+                                            "ignore_masks": str(ignore_masks_path)})
         written = result.save(output)
         click.echo(f"wrote {written}")

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from pimo.cli.aupimo_cmd import _MAP_KEYS, _MASK_KEYS, _load_stack
+from pimo.cli.aupimo_cmd import (
+    _MAP_KEYS,
+    _MASK_KEYS,
+    IGNORE_MASKS_HELP,
+    _load_stack,
+    load_ignore_masks,
+)
 from pimo.thresholds import THRESHOLD_KINDS, OperatingThreshold
 
 
@@ -58,26 +65,38 @@ def _print_result(result: OperatingThreshold, title: str) -> None:
                    "target (default 1).")
 @click.option("--connectivity", type=int, default=None,
               help="FP-region connectivity (4 or 8 in 2-D); default 8.")
+@click.option("--ignore-masks", "ignore_masks_path", type=click.Path(path_type=Path),
+              default=None, metavar="PATH", help=IGNORE_MASKS_HELP)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the threshold and its per-image results (JSON) here.")
 def threshold_command(maps: Path, masks: Path, target_fpr: float, kind: str,
                       share: float | None, connectivity: int | None,
-                      output: Path | None) -> None:
+                      ignore_masks_path: Path | None, output: Path | None) -> None:
     """Choose an operating threshold on the normal images of MAPS and MASKS.
 
     MAPS and MASKS are .npy/.npz stacks of shape (N, H, W), as for `pimo aupimo`; all-zero
     masks mark the normal images, which alone choose the threshold. Prints the threshold and
     what it gives on every image (TPR, IoU, F1, FPR, false-positive regions). Example:
 
+    \b
         pimo threshold maps.npy masks.npy --fpr 1e-4 -o threshold.json
+        pimo threshold maps.npy masks.npy --fpr 1e-4 --ignore-masks border.npy
     """
     import pimo
 
     anomaly_maps, paths = _load_stack(maps, _MAP_KEYS, "maps")
     ground_truth, mask_paths = _load_stack(masks, _MASK_KEYS, "masks")
+    paths = paths or mask_paths
+    title = f"Operating threshold of {maps}"
+    ignore_masks = None
+    if ignore_masks_path is not None:
+        ignore_masks = load_ignore_masks(ignore_masks_path, ground_truth, paths=paths)
+        title += f", without the pixels of {ignore_masks_path}"
     result = pimo.threshold_at(anomaly_maps, ground_truth, fpr=target_fpr, kind=kind,
-                               share=share, paths=paths or mask_paths,
-                               connectivity=connectivity)
-    _print_result(result, f"Operating threshold of {maps}")
+                               share=share, paths=paths, connectivity=connectivity,
+                               ignore_masks=ignore_masks)
+    if ignore_masks_path is not None:
+        result = replace(result, extra={**result.extra, "ignore_masks": str(ignore_masks_path)})
+    _print_result(result, title)
     if output is not None:
         click.echo(f"wrote {result.save(output)}")
