@@ -70,3 +70,13 @@ def test_ctrl_c_while_the_command_loads_says_aborted(monkeypatch, capsys) -> Non
     monkeypatch.setattr(builtins, "__import__", interrupted)
     assert main(["--help"]) == EXIT_INTERRUPTED
     assert capsys.readouterr().err.strip() == "Aborted."
+
+
+def test_pimo_help_loads_no_kernel_and_no_plotting_library() -> None:
+    code = (
+        "import json, sys; from pimo.cli import main; main(['--help']); "
+        "print(json.dumps([m in sys.modules for m in ('numba', 'matplotlib', 'scipy')]))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               check=True)
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == [False, False, False]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "THRESHOLD_KINDS",
     "ConstantNormalMapsError",
     "EmptyInputError",
     "FprBoundsError",
@@ -44,6 +45,10 @@ __all__ = [
     "validate_fpr_bounds",
     "validate_num_thresholds",
 ]
+
+
+#: The rules of :func:`pimo.threshold_at` (``kind=``).
+THRESHOLD_KINDS = ("shared", "per-image")
 
 
 class PimoError(Exception):

@@ -41,6 +41,7 @@ import numpy as np
 
 from pimo._io import dump_json, read_json
 from pimo._validate import (
+    THRESHOLD_KINDS,
     ImageSet,
     NoNormalImageError,
     PimoValueError,
@@ -52,8 +53,6 @@ from pimo.pimo import _raise_if_nonfinite, _select_normal_tail
 from pimo.setmetrics import _connectivity_rank, label_regions
 
 __all__ = ["THRESHOLD_KINDS", "OperatingThreshold", "load_threshold", "threshold_at"]
-
-THRESHOLD_KINDS = ("shared", "per-image")
 _FORMAT = "pimo-operating-threshold"
 # Float shared FPRs of the tail curve are trusted to this relative error; the exact integer
 # check then settles the candidates.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from pimo._validate import THRESHOLD_KINDS
 from pimo.cli.aupimo_cmd import (
     _MAP_KEYS,
     _MASK_KEYS,
@@ -14,7 +16,9 @@ from pimo.cli.aupimo_cmd import (
     _load_stack,
     load_ignore_masks,
 )
-from pimo.thresholds import THRESHOLD_KINDS, OperatingThreshold
+
+if TYPE_CHECKING:
+    from pimo.thresholds import OperatingThreshold
 
 
 def _percent(value: float | None) -> str:
