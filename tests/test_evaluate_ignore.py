@@ -167,3 +167,49 @@ def test_cli_evaluate_with_ignore_masks(tmp_path: Path, dataset) -> None:
     scores = pimo.load_aupimo(tmp_path / "out" / "aupimo" / "aupimos.json")
     np.testing.assert_allclose(scores.aupimos, reference(maps, masks, ignore)[0].aupimos,
                                atol=1e-12, equal_nan=True)
+
+
+def test_report_curves_leave_the_ignored_pixels_out_too(tmp_path: Path, dataset) -> None:
+    from pimo.report._evaluation import EvaluationRecord
+
+    maps, masks, paths = dataset
+    ignore = random_ignore_masks(masks, seed=7)
+    save_ignore_masks(tmp_path / "ignore", ignore, paths, ".png")
+    result = evaluate(tmp_path, tmp_path / "ignore")
+    result.save(tmp_path / "out")
+    record = EvaluationRecord.load(tmp_path / "out" / "evaluation.json")
+    anomalous = int(np.flatnonzero(result.aupimo.image_classes == 1)[0])
+    source = record.open_maps()
+    curves = record.curves_for(source, result.aupimo, [anomalous])
+    source.close()
+    full = np.stack([resize_bilinear(m, SIZE) for m in maps])
+    expected = pimo.pimo_curves(full, masks, fpr_bounds=BOUNDS, ignore_masks=ignore)
+    np.testing.assert_array_equal(curves.thresholds, expected.thresholds)
+    np.testing.assert_allclose(curves.tprs[anomalous], expected.tprs[anomalous], atol=1e-12)
+    np.testing.assert_array_equal(record.load_ignore_mask(anomalous), ignore[anomalous])
+    (tmp_path / "ignore" / Path(paths[0]).with_suffix(".png")).unlink()
+    with pytest.raises(pimo.PimoError, match=r"does not exist"):
+        record.load_ignore_mask(0)
+
+
+def test_heatmaps_grey_out_the_ignored_pixels_in_the_report_and_show(tmp_path: Path,
+                                                                      dataset) -> None:
+    from pimo.plots import compose_heatmap
+
+    maps, masks, paths = dataset
+    ignore = random_ignore_masks(masks, seed=8)
+    full = resize_bilinear(maps[7], SIZE)
+    thresholds = (float(np.quantile(full, 0.5)), float(np.quantile(full, 0.9)))
+    picture = compose_heatmap(None, full, masks[7], thresholds, ignore=ignore[7])
+    coloured = compose_heatmap(None, full, masks[7], thresholds)
+    grey = picture[ignore[7] & (full >= thresholds[0])]  # would be coloured if kept
+    assert grey.shape[0] > 0
+    assert (grey[:, 0] == grey[:, 1]).all() and (grey[:, 1] == grey[:, 2]).all()
+    assert not (picture == coloured).all()
+    save_ignore_masks(tmp_path / "ignore", ignore, paths, ".png")
+    evaluate(tmp_path, tmp_path / "ignore").save(tmp_path / "out")
+    assert main(["report", str(tmp_path / "out"), "-o", str(tmp_path / "report.html")]) == 0
+    anomalous = paths[7][len("bottle/test/"):]
+    assert main(["show", str(tmp_path / "out"), anomalous, "-o",
+                 str(tmp_path / "show.png")]) == 0
+    assert (tmp_path / "show.png").stat().st_size > 0

@@ -614,6 +614,7 @@ def compose_heatmap(
     *,
     alpha: float = 0.6,
     contour_width: int = 2,
+    ignore: np.ndarray | None = None,
 ) -> np.ndarray:
     """The heatmap picture: image, AUPIMO colour layer on top, ground-truth contour in white.
 
@@ -632,6 +633,8 @@ def compose_heatmap(
         Opacity of the colour layer.
     contour_width : int, default 2
         Contour width in pixels.
+    ignore : ndarray of bool, shape (H, W), optional
+        Pixels left out of the metrics (an ignore mask): drawn dark grey, without colour.
 
     Returns
     -------
@@ -648,6 +651,9 @@ def compose_heatmap(
     overlay = aupimo_overlay(_map_at(anomaly_map, shape), thresh_bounds, alpha=alpha)
     opacity = overlay[:, :, 3:4]
     picture = base * (1.0 - opacity) + overlay[:, :, :3] * opacity
+    left_out = _mask_at(ignore, shape)
+    if left_out is not None:
+        picture[left_out] = 0.25 + 0.25 * base[left_out]  # dimmed image, no colour
     region = _mask_at(mask, shape)
     if region is not None and contour_width > 0:
         picture[mask_contour(region, contour_width)] = 1.0
@@ -666,17 +672,20 @@ def plot_heatmap(
     alpha: float = 0.6,
     ax: Axes | None = None,
     size_inches: float = 3.2,
+    ignore: np.ndarray | None = None,
 ) -> Figure:
     """One heatmap in the AUPIMO colour scheme, caption on the upper-left corner.
 
-    See :func:`compose_heatmap` for the picture and :func:`aupimo_overlay` for the colours.
+    See :func:`compose_heatmap` for the picture (and ``ignore``) and :func:`aupimo_overlay`
+    for the colours.
     The caption is ``"[statistic]: [AUPIMO] ([image index])"`` when the index is given.
 
     Returns
     -------
     Figure
     """
-    picture = compose_heatmap(image, anomaly_map, mask, thresh_bounds, alpha=alpha)
+    picture = compose_heatmap(image, anomaly_map, mask, thresh_bounds, alpha=alpha,
+                              ignore=ignore)
     height, width = picture.shape[:2]
     if ax is None:
         figure = Figure(figsize=(size_inches, size_inches * height / width))
@@ -890,6 +899,7 @@ def plot_image_diagnosis(
     *,
     statistic: str | None = None,
     title: str | None = None,
+    ignore: np.ndarray | None = None,
 ) -> Figure:
     """One image's PIMO curve (left) next to its AUPIMO heatmap (right).
 
@@ -910,6 +920,8 @@ def plot_image_diagnosis(
         Label prefix (e.g. "Q1").
     title : str, optional
         Figure title (e.g. the image path).
+    ignore : ndarray of bool, optional
+        The image's ignore mask, drawn dark grey on the heatmap (see :func:`compose_heatmap`).
 
     Returns
     -------
@@ -933,7 +945,8 @@ def plot_image_diagnosis(
         )
     plot_heatmap(image, anomaly_map, mask, result.thresh_bounds,
                  statistic=statistic or ("normal image" if normal else None),
-                 aupimo=float(result.aupimos[image_index]), image_index=image_index, ax=map_ax)
+                 aupimo=float(result.aupimos[image_index]), image_index=image_index, ax=map_ax,
+                 ignore=ignore)
     if title:
         figure.suptitle(title, fontsize="medium")
     return figure

@@ -676,7 +676,7 @@ def _sample_figures(
             native_width = sample.mask.shape[1]
             picture = compose_heatmap(
                 sample.image, sample.anomaly_map, sample.mask, result.thresh_bounds,
-                contour_width=max(2, round(3 * native_width / width)),
+                contour_width=max(2, round(3 * native_width / width)), ignore=sample.ignore,
             )
             aupimo = float(result.aupimos[sample.index])
             text = format_sample_label(label, aupimo, sample.index)

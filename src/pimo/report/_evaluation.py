@@ -49,6 +49,8 @@ class Sample:
         All False for a normal image.
     anomaly_map : ndarray of float, shape (H, W)
         Upsampled to the mask's size.
+    ignore : ndarray of bool, shape (H, W), or None
+        The pixels its ignore mask left out of the metrics (None without ignore masks).
     """
 
     index: int
@@ -56,6 +58,7 @@ class Sample:
     image: np.ndarray
     mask: np.ndarray
     anomaly_map: np.ndarray
+    ignore: np.ndarray | None = None
 
 
 def find_evaluation(score_file: str | os.PathLike[str]) -> Path | None:
@@ -85,6 +88,8 @@ class EvaluationRecord:
         ``size``.
     model : str
         The model's name (records without one: the maps folder's name).
+    ignore_masks : Path or None
+        The ignore masks' folder or file (each image's file is its record's ``ignore_mask``).
     """
 
     path: Path
@@ -96,6 +101,7 @@ class EvaluationRecord:
     mask_threshold: float | None
     images: list[dict[str, Any]]
     model: str = ""
+    ignore_masks: Path | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EvaluationRecord:
@@ -118,6 +124,8 @@ class EvaluationRecord:
                 mask_threshold=payload.get("mask_threshold"),
                 images=list(payload["images"]),
                 model=str(payload.get("model") or default_model_name(maps_location, category)),
+                ignore_masks=None if payload.get("ignore_masks") is None
+                else Path(payload["ignore_masks"]),
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
             raise EvaluationDataError(
@@ -254,6 +262,28 @@ class EvaluationRecord:
             raise EvaluationDataError(f"{error} (listed in {self.path})") from error
         return mask if mask.shape == size else resize_nearest(mask, size)
 
+    def load_ignore_mask(self, index: int) -> np.ndarray | None:
+        """The ignore mask of image ``index`` (True = left out), None without ignore masks."""
+        if self.ignore_masks is None:
+            return None
+        from pimo.data.ignore import IgnoreMasks
+
+        record = self.images[index]
+        name = record.get("ignore_mask")
+        if not self.ignore_masks.exists() or not name:
+            raise EvaluationDataError(
+                f"The ignore masks {self.ignore_masks} named in {self.path} no longer exist "
+                f"(or the record of {record.get('path')} names none); move them back, or run "
+                "`pimo evaluate` again with their new location."
+            )
+        masks = IgnoreMasks(self.ignore_masks, single=self.ignore_masks.is_file())
+        try:
+            ignore = masks.load(str(name), image=str(record["path"]))
+        except FileProblemError as error:
+            raise EvaluationDataError(f"{error} (listed in {self.path})") from error
+        size = self._size(index)
+        return ignore if ignore.shape == size else resize_nearest(ignore, size)
+
     def load_sample(self, source: MapSource, index: int) -> Sample:
         """Image, mask and map of image ``index``."""
         record = self.images[index]
@@ -272,7 +302,8 @@ class EvaluationRecord:
                 "heatmaps need the dataset where it was evaluated."
             ) from error
         mask = self.load_mask(index)
-        return Sample(index, relative, image, mask, self.load_map(source, index))
+        return Sample(index, relative, image, mask, self.load_map(source, index),
+                      self.load_ignore_mask(index))
 
     def curves_for(
         self, source: MapSource, result: AupimoResult, indices: Sequence[int]
@@ -287,7 +318,7 @@ class EvaluationRecord:
         normal = [i for i in range(len(self.images)) if result.image_classes[i] == 0]
         wanted = [int(i) for i in indices if result.image_classes[int(i)] == 1]
         order = normal + wanted
-        maps, masks = [], []
+        maps, masks, ignore_masks = [], [], []
         for index in order:
             anomaly_map = self.load_map(source, index)
             maps.append(anomaly_map)
@@ -295,7 +326,9 @@ class EvaluationRecord:
                 masks.append(np.zeros(anomaly_map.shape, dtype=bool))
             else:
                 masks.append(self.load_mask(index))
-        subset = pimo_curves(maps, masks, fpr_bounds=result.fpr_bounds)
+            ignore_masks.append(self.load_ignore_mask(index))
+        subset = pimo_curves(maps, masks, fpr_bounds=result.fpr_bounds,
+                             ignore_masks=None if self.ignore_masks is None else ignore_masks)
         tprs = np.full((result.num_images, subset.thresholds.shape[0]), np.nan)
         for position, index in enumerate(order):
             tprs[index] = subset.tprs[position]

@@ -73,7 +73,8 @@ def render_image_diagnosis(
     finally:
         source.close()
     figure = plot_image_diagnosis(
-        curves, result, index, sample.image, sample.anomaly_map, sample.mask, title=sample.path
+        curves, result, index, sample.image, sample.anomaly_map, sample.mask, title=sample.path,
+        ignore=sample.ignore,
     )
     buffer = io.BytesIO()
     try:
