@@ -25,8 +25,9 @@ Pixel AP and F1-max come from the same walk down the scores (see :func:`set_metr
 The computation is exact (no threshold grid) and never sorts all pixels: see
 :mod:`pimo._kernels._roc`. :class:`SetMetricsAccumulator` keeps, in one pass over the data,
 the class histograms of 65,536 score buckets and the low key bits of the pixels grouped by
-bucket; :func:`set_metrics`, :func:`auroc` and :func:`aupro` are one ``update`` and one
-``compute`` of it.
+bucket; its ``compute`` counts the normal pixels between and at the distinct anomalous scores
+(the gap summary) and walks down those once for every metric. :func:`set_metrics`,
+:func:`auroc` and :func:`aupro` are one ``update`` and one ``compute`` of it.
 """
 
 from __future__ import annotations
@@ -447,9 +448,11 @@ def _key_shift(dtype: np.dtype) -> np.uint64:
     return np.uint64(_kernels.KEY_LAYOUTS[np.dtype(dtype)][1] - _kernels.BUCKET_BITS)
 
 
-def _distinct(keys: np.ndarray) -> np.ndarray:
-    """The distinct values of ``keys``, ascending (sorting; ``np.unique`` is slower here)."""
-    ordered = np.sort(keys)
+def _distinct(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The distinct sort keys of ``dtype`` scores in ``keys``, ascending, as uint64 (sorted in
+    the keys' own width: float32 keys as uint32, twice as fast)."""
+    view_dtype = _kernels.KEY_LAYOUTS[np.dtype(dtype)][0]
+    ordered = np.sort(keys.astype(view_dtype)).astype(np.uint64)
     if ordered.shape[0] < 2:
         return ordered
     first = np.empty(ordered.shape[0], dtype=bool)
@@ -650,9 +653,12 @@ class SetMetricsAccumulator:
     anomalous pixels' scores and the masks (for the regions) move to the CPU. CPU tensors and
     arrays go through the numba kernels; both give the same state.
 
-    **compute.** Buckets holding one class only are applied as one step from their counts;
-    the others (and the anomalous-only ones, for AP and F1) are walked score by score in
-    cache (:func:`pimo._kernels.resolve_buckets`).
+    **compute.** The distinct anomalous scores split the normal pixels into gaps; each normal
+    low key is ranked among the anomalous keys of its bucket (a bitmap row with word ranks
+    for float32 buckets holding many of them, a binary search otherwise) and counted in its
+    gap or equal slot; a bucket without anomalous pixels falls in one gap as a whole. One walk
+    down the slots gives every metric (:func:`pimo._kernels.walk_gaps`); with ``curves``,
+    each gap's lowest normal score is kept for the curves' thresholds.
     """
 
     STATE_REDUCTIONS: ClassVar[dict[str, str]] = {
@@ -1214,7 +1220,7 @@ class SetMetricsAccumulator:
             keys = np.empty(piece.pos_low.shape[0], dtype=np.uint64)
             _kernels.expand_keys(piece.bucket, piece.pos, piece.pos_low, shift, keys)
             piece_keys.append(keys)
-        rank = _Rank.of(_distinct(np.concatenate(piece_keys)), dtype)
+        rank = _Rank.of(_distinct(np.concatenate(piece_keys), dtype), dtype)
         num_keys = rank.keys.shape[0]
         pos = np.zeros(num_keys, dtype=np.int64)
         weight = np.zeros(num_keys, dtype=np.float64)

@@ -13,16 +13,24 @@ normal (mask-0) pixels. The kernels find that order exactly without sorting ever
    accumulator) are copied, as the low bits of their keys, into a buffer grouped by bucket
    (a counting sort). ``copy_segments`` regroups such buffers; ``add_to_dense`` turns a long
    list of low keys into the bucket's 65,536-bin histogram.
-4. ``resolve_buckets``: each bucket is walked from its highest score to its lowest, in cache (a
-   65,536-bin histogram of both classes over the low 16 bits for float32 maps; for float64
-   maps a radix sort of the 48 low bits, or a comparison sort for small buckets), adding its
-   exact contribution to the AUROC sum, to the area under the PRO curve up to each FPR limit,
-   to the average precision and to the F1 maximum, and, on demand, the vertices of the curves.
-   Buckets that hold normal pixels only are applied as a single step, from the histograms.
+4. The gap summary: every metric only needs, for each distinct anomalous score (ascending
+   keys ``keys[j]``), its anomalous count and PRO weight, the normal pixels equal to it, and
+   the normal pixels strictly between it and the next lower one (a *gap*: normal pixels
+   inside a gap move the curves along a horizontal segment, where they fall in it changes no
+   metric). ``slots_of_keys`` ranks any key among ``keys`` as slot ``2 j + equal``: a float32
+   bucket holding many anomalous scores has a 65,536-bit row of their low values with the
+   rank of each 64-bit word (one word and one popcount per lookup), other buckets are
+   searched. ``low_key_slot_counts`` counts the grouped normal low keys by slot, one bucket
+   at a time so that its row and slots stay in cache (buckets without anomalous scores fall
+   in one gap as a whole).
+5. ``walk_gaps``: one walk down the slots adds the exact AUROC sum, the area under the PRO
+   curve up to each FPR limit, the average precision and the F1 maximum and, on demand, the
+   vertices of the curves (a gap's vertex at its lowest normal score).
 
 Memory: the histograms (65,536 x 24 bytes per chunk), the low keys (2 bytes per normal and 10
 per anomalous pixel for float32 maps, 8 and 16 for float64; see
-:class:`pimo.setmetrics.SetMetricsAccumulator`), and per thread one 1 MiB walking histogram.
+:class:`pimo.setmetrics.SetMetricsAccumulator`); at compute, per distinct anomalous score
+about 40 bytes (its key, counts, weight and two slots) and 16 KiB per bitmap row.
 """
 
 from __future__ import annotations
