@@ -111,26 +111,29 @@ def test_bitmap_row_at_the_word_edges():
 # ---------------------------------------------------------------------------------------------
 @st.composite
 def dense_score_sets(draw):
-    """Float32 scores a few ulps apart around a few centres (many distinct anomalous scores
-    per 16-bit bucket), ties included, several images, normal and anomalous ones."""
+    """Scores a few ulps apart around a few centres (many distinct anomalous scores per
+    bucket: bitmap rows for float32, sorted and merged lists for float64), ties included,
+    several images, normal and anomalous ones."""
     seed = draw(st.integers(0, 2**32 - 1))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    bits_dtype = np.int32 if dtype == np.float32 else np.int64
     rng = np.random.default_rng(seed)
     num_images = draw(st.integers(1, 4))
     ulps = draw(st.sampled_from([3, 60, 3000]))
-    centres = np.float32([0.5, 1.0, -2.0, 3.0])[: draw(st.integers(1, 4))]
+    centres = np.array([0.5, 1.0, -2.0, 3.0], dtype=dtype)[: draw(st.integers(1, 4))]
     maps, masks = [], []
     for _ in range(num_images):
-        shape = (int(rng.integers(4, 20)), int(rng.integers(4, 20)))
+        shape = (int(rng.integers(4, 24)), int(rng.integers(4, 24)))
         mask = rng.random(shape) < draw(st.floats(0.0, 0.6))
         centre = rng.choice(centres, shape)
         steps = rng.integers(-ulps, ulps + 1, shape) + mask * rng.integers(0, ulps + 1, shape)
-        bits = centre.view(np.int32) + steps.astype(np.int32)
-        maps.append(bits.view(np.float32))
+        bits = centre.view(bits_dtype) + steps.astype(bits_dtype)
+        maps.append(bits.view(dtype))
         masks.append(mask)
     if not any(mask.any() for mask in masks):
         masks[0].flat[0] = True
     if all(mask.all() for mask in masks):
-        maps.append(np.zeros((1, 1), dtype=np.float32))
+        maps.append(np.zeros((1, 1), dtype=dtype))
         masks.append(np.zeros((1, 1), dtype=bool))
     return maps, masks
 

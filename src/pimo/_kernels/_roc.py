@@ -69,6 +69,8 @@ RANK_LOW_BITS = 16  # float32 keys: 16 low bits below the bucket, one bitmap row
 RANK_LOW_MASK = (1 << RANK_LOW_BITS) - 1
 RANK_ROW_WORDS = 1 << (RANK_LOW_BITS - 6)  # 64-bit words of a bitmap row
 BATCH = 1024  # keys looked up per call of slots_of_keys
+MERGE_MIN_SIZE = 64  # normal and anomalous keys of a searched bucket: sort and merge from here
+RADIX_MIN_SIZE = 1 << 15  # smaller lists of normal keys are sorted by comparison
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,6 +523,39 @@ def expand_keys(seg_bucket, seg_count, low, shift, out):  # pragma: no cover - c
             out[q] = high | np.uint64(low[q])
 
 
+@nb.njit(cache=True)
+def _sorted_low_keys(values, low_bits):  # pragma: no cover - compiled
+    """Sorted copy of unsigned keys below ``2 ** low_bits``: LSD radix, 16-bit digits."""
+    size = values.shape[0]
+    if size < RADIX_MIN_SIZE:
+        return np.sort(values)
+    source = values.copy()
+    target = np.empty_like(source)
+    counts = np.empty(1 << 16, dtype=np.int64)
+    digit_mask = np.uint64((1 << 16) - 1)
+    for digit in range((low_bits + 15) // 16):
+        digit_shift = np.uint64(16 * digit)
+        counts[:] = 0
+        for q in range(size):
+            counts[(np.uint64(source[q]) >> digit_shift) & digit_mask] += 1
+        largest = 0  # a loop, not counts.max(): that one compiles its error path for seconds
+        for d in range(1 << 16):
+            largest = max(largest, counts[d])
+        if largest == size:
+            continue  # every key has the same digit here
+        total = 0
+        for d in range(1 << 16):
+            count = counts[d]
+            counts[d] = total
+            total += count
+        for q in range(size):
+            d = (np.uint64(source[q]) >> digit_shift) & digit_mask
+            target[counts[d]] = source[q]
+            counts[d] += 1
+        source, target = target, source
+    return source
+
+
 @nb.njit(parallel=True, cache=True)
 def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, neg_low, dense,
                         whole, shift, keys, bucket_start, bucket_row, table, neg, track,
@@ -578,6 +613,15 @@ def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, ne
                     for k in range(1, width - 1):
                         neg[bottom + k] += local[k]
                     continue
+                # many normal keys against many searched anomalous keys (float64 scores):
+                # sorted, then merged with the anomalous keys instead of searched one by one
+                first = bucket_start[bucket]
+                last = bucket_start[bucket + 1]
+                merge = (dense_row < 0 and row < 0 and last - first >= MERGE_MIN_SIZE
+                         and end - begin >= MERGE_MIN_SIZE)
+                lows = _sorted_low_keys(neg_low[begin:end], shift) if merge else neg_low[
+                    begin:end]
+                cursor = first
                 filled = 0
                 for q in range(begin, end + 1):
                     if q < end:
@@ -587,12 +631,19 @@ def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, ne
                             queries[filled] = high | np.uint64(q)
                             multiplicity[filled] = dense[dense_row, q]
                         else:
-                            queries[filled] = high | np.uint64(neg_low[q])
+                            queries[filled] = high | np.uint64(lows[q - begin])
                             multiplicity[filled] = 1
                         filled += 1
                     if filled == BATCH or (q == end and filled):
-                        slots_of_keys(queries, filled, out, shift, keys, bucket_start, bucket_row,
-                                      table)
+                        if merge:
+                            for i in range(filled):
+                                while cursor < last and keys[cursor] < queries[i]:
+                                    cursor += 1
+                                equal = 1 if cursor < last and keys[cursor] == queries[i] else 0
+                                out[i] = 2 * cursor + equal
+                        else:
+                            slots_of_keys(queries, filled, out, shift, keys, bucket_start,
+                                          bucket_row, table)
                         for i in range(filled):
                             slot = out[i]
                             edge = 0 if slot == bottom else (1 if slot == top else -1)
