@@ -20,7 +20,11 @@ from hypothesis import strategies as st
 from pimo import _kernels, setmetrics
 from pimo.setmetrics import set_metrics
 from tests.test_setmetrics import brute_force_pro_curve, flat
-from tests.test_setmetrics_accumulator import assert_same, check_against_references
+from tests.test_setmetrics_accumulator import (
+    assert_same,
+    check_against_references,
+    small_thresholds,
+)
 
 SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -149,6 +153,19 @@ def test_dense_scores_equal_sklearn_and_brute_force(data, path):
     inside = fprs <= 1.0
     area = np.trapezoid(pros[inside], fprs[inside])
     assert result.aupro[1.0] == pytest.approx(area, abs=1e-9)
+
+
+@SLOW
+@given(dense_score_sets(), st.integers(1, 3), st.sampled_from(["bitmap", "search"]))
+def test_dense_histograms_and_batches(data, batch_size, path):
+    """Compacted states (dense histograms of the normal keys, several pieces) rank the same."""
+    maps, masks = data
+    accumulator = setmetrics.SetMetricsAccumulator((0.3, 0.05))
+    with small_thresholds(True), rank_paths(path):
+        for start in range(0, len(maps), batch_size):
+            accumulator.update(maps[start:start + batch_size], masks[start:start + batch_size])
+        result = accumulator.compute()
+    check_against_references(result, maps, masks)
 
 
 @SLOW

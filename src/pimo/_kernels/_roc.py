@@ -580,7 +580,7 @@ def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, ne
         queries = np.empty(BATCH, dtype=np.uint64)
         multiplicity = np.empty(BATCH, dtype=np.int64)
         out = np.empty(BATCH, dtype=np.int64)
-        local = np.empty(2 * RANK_ROW_WORDS * 64 + 1, dtype=np.int32)
+        local = np.empty(2 * RANK_ROW_WORDS * 64 + 1, dtype=np.int64)
         for group in range(chunk, num_groups, num_chunks):
             bucket = job_bucket[group_start[group]]
             high = np.uint64(bucket) << shift
@@ -598,16 +598,25 @@ def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, ne
                         total += dense[dense_row, q] if dense_row >= 0 else 1
                     edge_count[group, 0] += total
                     continue
-                if row >= 0 and dense_row < 0 and not track and end - begin < 2**31:
+                if row >= 0 and not track:
                     # counted in a bucket-sized array first (in cache), bottom slot at 0
                     words = table[row]
                     width = top - bottom + 1
                     local[:width] = 0
-                    for q in range(begin, end):
-                        low = np.uint64(neg_low[q])
-                        word_index = np.int64(low >> np.uint64(6))
-                        local[_row_slot(words[word_index, 0], words[word_index, 1] - below,
-                                        low)] += 1
+                    if dense_row >= 0:
+                        for q in range(begin, end):
+                            count = dense[dense_row, q]
+                            if count:
+                                low = np.uint64(q)
+                                word_index = np.int64(low >> np.uint64(6))
+                                local[_row_slot(words[word_index, 0],
+                                                words[word_index, 1] - below, low)] += count
+                    else:
+                        for q in range(begin, end):
+                            low = np.uint64(neg_low[q])
+                            word_index = np.int64(low >> np.uint64(6))
+                            local[_row_slot(words[word_index, 0], words[word_index, 1] - below,
+                                            low)] += 1
                     edge_count[group, 0] += local[0]
                     edge_count[group, 1] += local[width - 1]
                     for k in range(1, width - 1):
