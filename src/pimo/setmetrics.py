@@ -451,14 +451,14 @@ def _key_shift(dtype: np.dtype) -> np.uint64:
 def _distinct(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """The distinct sort keys of ``dtype`` scores in ``keys``, ascending, as uint64 (sorted in
     the keys' own width: float32 keys as uint32, twice as fast)."""
-    view_dtype = _kernels.KEY_LAYOUTS[np.dtype(dtype)][0]
-    ordered = np.sort(keys.astype(view_dtype)).astype(np.uint64)
+    ordered = keys.astype(_kernels.KEY_LAYOUTS[np.dtype(dtype)][0])  # a copy, sorted in place
+    ordered.sort()
     if ordered.shape[0] < 2:
-        return ordered
+        return ordered.astype(np.uint64)
     first = np.empty(ordered.shape[0], dtype=bool)
     first[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    return ordered[first]
+    return ordered[first].astype(np.uint64)
 
 
 @dataclass(frozen=True)
@@ -1220,7 +1220,9 @@ class SetMetricsAccumulator:
             keys = np.empty(piece.pos_low.shape[0], dtype=np.uint64)
             _kernels.expand_keys(piece.bucket, piece.pos, piece.pos_low, shift, keys)
             piece_keys.append(keys)
-        rank = _Rank.of(_distinct(np.concatenate(piece_keys), dtype), dtype)
+        all_keys = piece_keys[0] if len(piece_keys) == 1 else np.concatenate(piece_keys)
+        rank = _Rank.of(_distinct(all_keys, dtype), dtype)
+        del all_keys
         num_keys = rank.keys.shape[0]
         pos = np.zeros(num_keys, dtype=np.int64)
         weight = np.zeros(num_keys, dtype=np.float64)
