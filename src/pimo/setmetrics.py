@@ -25,8 +25,9 @@ Pixel AP and F1-max come from the same walk down the scores (see :func:`set_metr
 The computation is exact (no threshold grid) and never sorts all pixels: see
 :mod:`pimo._kernels._roc`. :class:`SetMetricsAccumulator` keeps, in one pass over the data,
 the class histograms of 65,536 score buckets and the low key bits of the pixels grouped by
-bucket; :func:`set_metrics`, :func:`auroc` and :func:`aupro` are one ``update`` and one
-``compute`` of it.
+bucket; its ``compute`` counts the normal pixels between and at the distinct anomalous scores
+(the gap summary) and walks down those once for every metric. :func:`set_metrics`,
+:func:`auroc` and :func:`aupro` are one ``update`` and one ``compute`` of it.
 """
 
 from __future__ import annotations
@@ -477,6 +478,95 @@ class _Piece:
                       np.zeros(0, dtype=low_dtype), np.zeros(0, dtype=np.float64))
 
 
+@dataclass(frozen=True)
+class _Gaps:
+    """Where the pixels fall among the distinct anomalous scores: all every metric needs.
+
+    With ``keys`` the D distinct anomalous sort keys, ascending: ``pos[j]`` anomalous pixels
+    score ``keys[j]``, with PRO weights summing to ``weight[j]``; ``neg[2 j + 1]`` normal pixels
+    score ``keys[j]`` and ``neg[2 j]`` lie strictly between ``keys[j - 1]`` and ``keys[j]`` (a
+    *gap*; ``neg[2 D]`` above the highest). Where a normal pixel falls inside its gap changes
+    no metric (the curves run horizontally across a gap), except the curves' thresholds:
+    ``gap_lowest[j]`` is the lowest normal key of gap j (only kept for the curves, else empty).
+    """
+
+    keys: np.ndarray
+    pos: np.ndarray
+    weight: np.ndarray
+    neg: np.ndarray
+    gap_lowest: np.ndarray
+
+
+_RANK_MIN_KEYS = 32  # a bucket holding this many distinct anomalous keys gets a bitmap row
+_RANK_ROW_BYTES = _kernels.RANK_ROW_WORDS * 16
+_RANK_MAX_BYTES = 2**27  # bitmap rows beyond this (and 4 x the keys) go by binary search
+
+
+def _key_shift(dtype: np.dtype) -> np.uint64:
+    """Low key bits below the bucket (16 for float32 scores, 48 for float64)."""
+    return np.uint64(_kernels.KEY_LAYOUTS[np.dtype(dtype)][1] - _kernels.BUCKET_BITS)
+
+
+def _distinct(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The distinct sort keys of ``dtype`` scores in ``keys``, ascending, as uint64 (sorted in
+    the keys' own width: float32 keys as uint32, twice as fast)."""
+    ordered = keys.astype(_kernels.KEY_LAYOUTS[np.dtype(dtype)][0])  # a copy, sorted in place
+    ordered.sort()
+    if ordered.shape[0] < 2:
+        return ordered.astype(np.uint64)
+    first = np.empty(ordered.shape[0], dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return ordered[first].astype(np.uint64)
+
+
+@dataclass(frozen=True)
+class _Rank:
+    """The slot (:func:`pimo._kernels._roc._slot_of_key`) of any key among ascending ``keys``.
+
+    ``bucket_start`` locates each bucket's keys; for float32 scores a bucket holding at least
+    ``_RANK_MIN_KEYS`` keys gets a 65,536-bit row of ``table`` (its low key values, with the
+    rank of every 64-bit word), the others are searched.
+    """
+
+    keys: np.ndarray
+    shift: np.uint64
+    bucket_start: np.ndarray
+    bucket_row: np.ndarray
+    table: np.ndarray
+
+    @property
+    def arrays(self) -> tuple[Any, ...]:
+        """The kernel arguments ``shift, keys, bucket_start, bucket_row, table``."""
+        return self.shift, self.keys, self.bucket_start, self.bucket_row, self.table
+
+    @staticmethod
+    def of(keys: np.ndarray, dtype: np.dtype) -> _Rank:
+        shift = _key_shift(dtype)
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        bucket_start = _kernels.rank_bucket_starts(keys, shift)
+        bucket_row = np.full(_kernels.NUM_BUCKETS, -1, dtype=np.int64)
+        if int(shift) == _kernels.RANK_LOW_BITS:
+            sizes = np.diff(bucket_start)
+            chosen = np.flatnonzero(sizes >= _RANK_MIN_KEYS)
+            max_rows = max(_RANK_MAX_BYTES, 4 * keys.nbytes) // _RANK_ROW_BYTES
+            if chosen.shape[0] > max_rows:
+                chosen = np.sort(chosen[np.argsort(-sizes[chosen], kind="stable")[:max_rows]])
+            bucket_row[chosen] = np.arange(chosen.shape[0])
+        table = np.zeros((int((bucket_row >= 0).sum()), _kernels.RANK_ROW_WORDS, 2),
+                         dtype=np.uint64)
+        _kernels.fill_rank_rows(keys, bucket_start, bucket_row, table)
+        return _Rank(keys, shift, bucket_start, bucket_row, table)
+
+    def anomalous_sums(self, anomalous_keys: np.ndarray, weights: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Anomalous pixels and PRO weight sums at each key (``anomalous_keys`` among them)."""
+        pos = np.zeros(self.keys.shape[0], dtype=np.int64)
+        weight = np.zeros(self.keys.shape[0], dtype=np.float64)
+        _kernels.anomalous_slot_sums(anomalous_keys, weights, *self.arrays, pos, weight)
+        return pos, weight
+
+
 def _exclusive_cumsum(values: np.ndarray) -> np.ndarray:
     out = np.zeros(values.shape[0], dtype=np.int64)
     if values.shape[0] > 1:
@@ -622,9 +712,12 @@ class SetMetricsAccumulator:
     anomalous pixels' scores and the masks (for the regions) move to the CPU. CPU tensors and
     arrays go through the numba kernels; both give the same state.
 
-    **compute.** Buckets holding one class only are applied as one step from their counts;
-    the others (and the anomalous-only ones, for AP and F1) are walked score by score in
-    cache (:func:`pimo._kernels.resolve_buckets`).
+    **compute.** The distinct anomalous scores split the normal pixels into gaps; each normal
+    low key is ranked among the anomalous keys of its bucket (a bitmap row with word ranks
+    for float32 buckets holding many of them, a binary search otherwise) and counted in its
+    gap or equal slot; a bucket without anomalous pixels falls in one gap as a whole. One walk
+    down the slots gives every metric (:func:`pimo._kernels.walk_gaps`); with ``curves``,
+    each gap's lowest normal score is kept for the curves' thresholds.
     """
 
     STATE_REDUCTIONS: ClassVar[dict[str, str]] = {
@@ -1158,8 +1251,7 @@ class SetMetricsAccumulator:
         """
         if self._num_images == 0:
             raise EmptyInputError("No image was accumulated: call update() before compute().")
-        num_neg = int(self._neg_hist.sum())
-        num_pos = int(self._pos_hist.sum())
+        num_neg, num_pos = self._class_totals()
         if num_pos == 0:
             raise NoAnomalousImageError(
                 f"None of the {self._num_pixels} pixels of the {self._num_images} images is "
@@ -1173,89 +1265,92 @@ class SetMetricsAccumulator:
                 "is anomalous (no mask has a 0): the FPR, hence AUROC and AUPRO, is undefined. "
                 "Add normal images (all-zero masks), and check that the masks are not inverted."
             )
-        self._compact(dense=False)
-        dtype = self._state_dtype()
-        low_dtype = _LOW_DTYPES[dtype]
-        piece = self._pieces[0] if self._pieces else _Piece.empty(low_dtype)
-        size = _kernels.NUM_BUCKETS
-        neg_begin = np.zeros(size, dtype=np.int64)
-        pos_begin = np.zeros(size, dtype=np.int64)
-        neg_length = np.zeros(size, dtype=np.int64)
-        pos_length = np.zeros(size, dtype=np.int64)
-        neg_begin[piece.bucket] = _exclusive_cumsum(piece.neg)
-        pos_begin[piece.bucket] = _exclusive_cumsum(piece.pos)
-        neg_length[piece.bucket] = piece.neg
-        pos_length[piece.bucket] = piece.pos
-        dense_row = np.full(size, -1, dtype=np.int64)
-        dense_row[self._dense_bucket] = np.arange(self._dense_bucket.shape[0])
+        return self._result(self._gap_summary(), num_neg, num_pos)
 
-        buckets = np.flatnonzero(self._neg_hist + self._pos_hist)[::-1].astype(np.int64)
-        neg = self._neg_hist[buckets]
-        pos = self._pos_hist[buckets]
-        weight = self._weight_hist[buckets]
-        neg_above = np.cumsum(neg) - neg
-        pos_above = np.cumsum(pos) - pos
-        weight_above = np.cumsum(weight) - weight
-        if self._want_curves:
-            resolved = np.ones(buckets.shape[0], dtype=bool)
-        else:
-            resolved = (neg > 0) & (pos > 0)
-            if not (self._want_auroc or self._want_ap or self._want_f1):
-                largest = max(self._limits) if self._limits else 0.0
-                resolved &= neg_above / num_neg < largest
-            if self._want_ap or self._want_f1:
-                resolved |= pos > 0
-        begin_n = np.where(resolved, neg_begin[buckets], 0)
-        begin_p = np.where(resolved, pos_begin[buckets], 0)
-        end_n = begin_n + np.where(resolved, neg_length[buckets], 0)
-        end_p = begin_p + np.where(resolved, pos_length[buckets], 0)
-        rows = np.where(resolved, dense_row[buckets], -1)
-        if np.any(neg >= 2**32) or np.any(pos >= 2**32):
-            raise PimoValueError(
-                "More than 2**32 pixels share one score bucket (1/65,536 of the score range); "
-                "the exact walk does not support it. Split the evaluation or add score "
-                "resolution (float64 maps).")
-        if self._want_curves:
-            vertex_start = np.concatenate(([0], np.cumsum(2 * pos + 1))).astype(np.int64)
-        else:
-            vertex_start = np.zeros(buckets.shape[0] + 1, dtype=np.int64)
-        total_vertices = int(vertex_start[-1]) if self._want_curves else 0
-        v_key = np.empty(total_vertices, dtype=np.uint64)
-        v_neg = np.empty(total_vertices, dtype=np.int64)
-        v_pos = np.empty(total_vertices, dtype=np.int64)
-        v_weight = np.empty(total_vertices, dtype=np.float64)
-        _, key_bits, _, _, _ = _kernels.KEY_LAYOUTS[dtype]
-        auroc_parts, areas, ap_parts, f1_best, f1_key, num_vertices = _kernels.resolve_buckets(
-            buckets, resolved, neg, pos, weight, neg_above, pos_above, weight_above, begin_n,
-            end_n, piece.neg_low, begin_p, end_p, piece.pos_low, piece.pos_weight, rows,
-            self._dense, np.int64(key_bits - _kernels.BUCKET_BITS), float(num_neg),
+    def _class_totals(self) -> tuple[int, int]:
+        """Normal and anomalous pixels accumulated."""
+        return int(self._neg_hist.sum()), int(self._pos_hist.sum())
+
+    def _gap_summary(self) -> _Gaps:
+        """The state as a gap summary: the anomalous low keys of each bucket split its normal
+        ones (the state's pieces are read as they are, no regrouping)."""
+        dtype = self._state_dtype()
+        shift = _key_shift(dtype)
+        pieces = self._pieces or [_Piece.empty(_LOW_DTYPES[dtype])]
+        piece_keys = []
+        for piece in pieces:
+            keys = np.empty(piece.pos_low.shape[0], dtype=np.uint64)
+            _kernels.expand_keys(piece.bucket, piece.pos, piece.pos_low, shift, keys)
+            piece_keys.append(keys)
+        all_keys = piece_keys[0] if len(piece_keys) == 1 else np.concatenate(piece_keys)
+        rank = _Rank.of(_distinct(all_keys, dtype), dtype)
+        del all_keys
+        num_keys = rank.keys.shape[0]
+        pos = np.zeros(num_keys, dtype=np.int64)
+        weight = np.zeros(num_keys, dtype=np.float64)
+        for piece, keys in zip(pieces, piece_keys, strict=True):
+            _kernels.anomalous_slot_sums(keys, piece.pos_weight, *rank.arrays, pos, weight)
+        del piece_keys
+        neg = np.zeros(2 * num_keys + 1, dtype=np.int64)
+        track = self._want_curves
+        no_key = np.iinfo(np.uint64).max
+        gap_lowest = np.full(num_keys + 1 if track else 1, no_key, dtype=np.uint64)
+        for index, piece in enumerate(pieces):
+            dense_bucket = self._dense_bucket if index == 0 else self._dense_bucket[:0]
+            begin = _exclusive_cumsum(piece.neg)
+            job_bucket = np.concatenate((piece.bucket, dense_bucket))
+            job_begin = np.concatenate((begin, np.zeros(dense_bucket.shape[0], np.int64)))
+            job_end = np.concatenate((begin + piece.neg,
+                                      np.full(dense_bucket.shape[0], _kernels.NUM_BUCKETS)))
+            job_row = np.concatenate((np.full(piece.bucket.shape[0], -1),
+                                      np.arange(dense_bucket.shape[0]))).astype(np.int64)
+            order = np.argsort(job_bucket, kind="stable")
+            job_bucket = job_bucket[order].astype(np.int64)
+            group_start = np.concatenate((
+                [0], np.flatnonzero(np.diff(job_bucket)) + 1, [job_bucket.shape[0]])
+                ).astype(np.int64) if job_bucket.shape[0] else np.zeros(1, dtype=np.int64)
+            num_groups = group_start.shape[0] - 1
+            edge_count = np.zeros((num_groups, 2), dtype=np.int64)
+            edge_lowest = np.full((num_groups if track else 1, 2), no_key, dtype=np.uint64)
+            _kernels.low_key_slot_counts(
+                job_bucket, job_begin[order].astype(np.int64), job_end[order].astype(np.int64),
+                job_row[order], group_start, piece.neg_low, self._dense, not track,
+                *rank.arrays, neg, track, gap_lowest, edge_count, edge_lowest,
+                4 * self._num_chunks)
+            group_bucket = job_bucket[group_start[:-1]]
+            for edge in (0, 1):
+                gap = rank.bucket_start[group_bucket + edge]
+                np.add.at(neg, 2 * gap, edge_count[:, edge])
+                if track:
+                    np.minimum.at(gap_lowest, gap, edge_lowest[:, edge])
+        return _Gaps(rank.keys, pos, weight, neg,
+                     gap_lowest if track else np.zeros(0, dtype=np.uint64))
+
+    def _result(self, gaps: _Gaps, num_neg: int, num_pos: int) -> SetMetricsResult:
+        """Every requested metric from the gap summary (one walk down the scores)."""
+        dtype = self._state_dtype()
+        (auroc_sum, areas, ap_sum, f1_best, f1_key, v_key, v_neg, v_pos,
+         v_weight) = _kernels.walk_gaps(
+            gaps.keys, gaps.pos, gaps.weight, gaps.neg, gaps.gap_lowest, float(num_neg),
             float(num_pos), float(max(self._num_regions, 1)),
-            np.array(self._limits, dtype=np.float64), self._want_curves, vertex_start, v_key,
-            v_neg, v_pos, v_weight, 4 * self._num_chunks,
-        )
+            np.array(self._limits, dtype=np.float64), self._want_curves)
         auroc_value = None
         if self._want_auroc:
-            auroc_value = min(max(float(auroc_parts.sum()) / (num_neg * num_pos), 0.0), 1.0)
-        area_sums = areas[:, : len(self._limits)].sum(axis=0)
+            auroc_value = min(max(float(auroc_sum) / (num_neg * num_pos), 0.0), 1.0)
         aupro_values = {
             limit: min(max(float(area) / limit, 0.0), 1.0)
-            for limit, area in zip(self._limits, area_sums, strict=True)
+            for limit, area in zip(self._limits, areas, strict=True)
         }
-        ap_value = min(max(float(ap_parts.sum()), 0.0), 1.0) if self._want_ap else None
+        ap_value = min(max(float(ap_sum), 0.0), 1.0) if self._want_ap else None
         f1_value = f1_threshold = None
         if self._want_f1:
-            best = float(f1_best.max())
-            slot = int(np.flatnonzero(f1_best == best)[0])  # buckets descend: highest first
-            f1_value = best
-            f1_threshold = float(_floats_from_keys(f1_key[slot:slot + 1], dtype)[0])
+            f1_value = float(f1_best)
+            f1_threshold = float(_floats_from_keys(np.array([f1_key], dtype=np.uint64),
+                                                   dtype)[0])
         curves = None
         if self._want_curves:
-            keep = np.zeros(total_vertices, dtype=bool)
-            for slot in np.flatnonzero(num_vertices):
-                begin = int(vertex_start[slot])
-                keep[begin:begin + int(num_vertices[slot])] = True
-            curves = _build_curves(v_key[keep], v_neg[keep], v_pos[keep], v_weight[keep],
-                                   dtype, num_neg, num_pos, self._num_regions)
+            curves = _build_curves(v_key, v_neg, v_pos, v_weight, dtype, num_neg, num_pos,
+                                   self._num_regions)
         return SetMetricsResult(
             auroc=auroc_value,
             aupro=aupro_values,

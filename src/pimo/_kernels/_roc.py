@@ -13,16 +13,24 @@ normal (mask-0) pixels. The kernels find that order exactly without sorting ever
    accumulator) are copied, as the low bits of their keys, into a buffer grouped by bucket
    (a counting sort). ``copy_segments`` regroups such buffers; ``add_to_dense`` turns a long
    list of low keys into the bucket's 65,536-bin histogram.
-4. ``resolve_buckets``: each bucket is walked from its highest score to its lowest, in cache (a
-   65,536-bin histogram of both classes over the low 16 bits for float32 maps; for float64
-   maps a radix sort of the 48 low bits, or a comparison sort for small buckets), adding its
-   exact contribution to the AUROC sum, to the area under the PRO curve up to each FPR limit,
-   to the average precision and to the F1 maximum, and, on demand, the vertices of the curves.
-   Buckets that hold normal pixels only are applied as a single step, from the histograms.
+4. The gap summary: every metric only needs, for each distinct anomalous score (ascending
+   keys ``keys[j]``), its anomalous count and PRO weight, the normal pixels equal to it, and
+   the normal pixels strictly between it and the next lower one (a *gap*: normal pixels
+   inside a gap move the curves along a horizontal segment, where they fall in it changes no
+   metric). ``slots_of_keys`` ranks any key among ``keys`` as slot ``2 j + equal``: a float32
+   bucket holding many anomalous scores has a 65,536-bit row of their low values with the
+   rank of each 64-bit word (one word and one popcount per lookup), other buckets are
+   searched. ``low_key_slot_counts`` counts the grouped normal low keys by slot, one bucket
+   at a time so that its row and slots stay in cache (buckets without anomalous scores fall
+   in one gap as a whole).
+5. ``walk_gaps``: one walk down the slots adds the exact AUROC sum, the area under the PRO
+   curve up to each FPR limit, the average precision and the F1 maximum and, on demand, the
+   vertices of the curves (a gap's vertex at its lowest normal score).
 
 Memory: the histograms (65,536 x 24 bytes per chunk), the low keys (2 bytes per normal and 10
 per anomalous pixel for float32 maps, 8 and 16 for float64; see
-:class:`pimo.setmetrics.SetMetricsAccumulator`), and per thread one 1 MiB walking histogram.
+:class:`pimo.setmetrics.SetMetricsAccumulator`); at compute, per distinct anomalous score
+about 40 bytes (its key, counts, weight and two slots) and 16 KiB per bitmap row.
 """
 
 from __future__ import annotations
@@ -36,24 +44,33 @@ from pimo._kernels._common import is_nonfinite_bits, key_of_bits
 __all__ = [
     "BUCKET_BITS",
     "NUM_BUCKETS",
+    "RANK_LOW_BITS",
+    "RANK_ROW_WORDS",
     "add_to_dense",
+    "anomalous_slot_sums",
     "bucket_counts",
     "copy_segments",
     "count_runs",
+    "expand_keys",
+    "fill_rank_rows",
     "image_runs",
     "label_mask",
+    "low_key_slot_counts",
+    "rank_bucket_starts",
     "region_runs",
-    "resolve_buckets",
     "scatter_window",
+    "slots_of_keys",
+    "walk_gaps",
 ]
 
 BUCKET_BITS = 16
 NUM_BUCKETS = 1 << BUCKET_BITS
-HISTOGRAM_LOW_BITS = 16  # float32 keys: 16 low bits left, resolved by a dense histogram
-BLOCK_BITS = 6  # the histogram's occupied 64-bin blocks are counted, empty ones skipped
-RADIX_MIN_SIZE = 1 << 15  # smaller buckets of float64 scores are sorted by comparison
-_PACK_BITS = 32
-_PACK = 1 << _PACK_BITS  # anomalous counts are packed above the normal counts
+RANK_LOW_BITS = 16  # float32 keys: 16 low bits below the bucket, one bitmap row per bucket
+RANK_LOW_MASK = (1 << RANK_LOW_BITS) - 1
+RANK_ROW_WORDS = 1 << (RANK_LOW_BITS - 6)  # 64-bit words of a bitmap row
+BATCH = 1024  # keys looked up per call of slots_of_keys
+MERGE_MIN_SIZE = 64  # normal and anomalous keys of a searched bucket: sort and merge from here
+RADIX_MIN_SIZE = 1 << 15  # smaller lists of normal keys are sorted by comparison
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,8 +404,125 @@ def scatter_window(bits, offsets, item_image, item_begin, item_end, run_offsets,
 
 
 # --------------------------------------------------------------------------------------------
-# Walking the curve
+# Gap summary: where every normal pixel falls among the distinct anomalous scores
 # --------------------------------------------------------------------------------------------
+@nb.njit(inline="always", cache=True)
+def _popcount(word):  # pragma: no cover - compiled
+    """Set bits of a uint64 (SWAR; LLVM turns it into one instruction where there is one)."""
+    word = word - ((word >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    word = (word & np.uint64(0x3333333333333333)) + (
+        (word >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    word = (word + (word >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((word * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@nb.njit(cache=True)
+def rank_bucket_starts(keys, shift):  # pragma: no cover - compiled
+    """``starts[b]`` = number of ``keys`` (ascending) whose bucket ``key >> shift`` is below b.
+
+    Length ``NUM_BUCKETS + 1``: the keys of bucket b are ``keys[starts[b]:starts[b + 1]]``.
+    """
+    starts = np.zeros(NUM_BUCKETS + 1, dtype=np.int64)
+    for q in range(keys.shape[0]):
+        starts[np.int64(keys[q] >> shift) + 1] += 1
+    for bucket in range(NUM_BUCKETS):
+        starts[bucket + 1] += starts[bucket]
+    return starts
+
+
+@nb.njit(parallel=True, cache=True)
+def fill_rank_rows(keys, bucket_start, bucket_row, table):  # pragma: no cover - compiled
+    """Bitmap rows of the buckets with ``bucket_row[b] >= 0`` (float32 keys: 16 low bits).
+
+    ``table[row, w, 0]`` holds bits ``64 w .. 64 w + 63`` of the bucket's 65,536-bit set of low
+    key values, ``table[row, w, 1]`` the number of keys (all buckets) below bit ``64 w``.
+    """
+    for bucket in prange(NUM_BUCKETS):
+        row = bucket_row[bucket]
+        if row < 0:
+            continue
+        for q in range(bucket_start[bucket], bucket_start[bucket + 1]):
+            low = keys[q] & np.uint64(RANK_LOW_MASK)
+            table[row, low >> np.uint64(6), 0] |= np.uint64(1) << (low & np.uint64(63))
+        below = bucket_start[bucket]
+        for word in range(RANK_ROW_WORDS):
+            table[row, word, 1] = np.uint64(below)
+            below += _popcount(table[row, word, 0])
+
+
+@nb.njit(inline="always", cache=True)
+def _row_slot(word, below, low):  # pragma: no cover - compiled
+    """Slot of low value ``low`` in a bitmap row: its word and the keys below the word."""
+    bit = low & np.uint64(63)
+    rank = np.int64(below) + _popcount(word & ((np.uint64(1) << bit) - np.uint64(1)))
+    return 2 * rank + np.int64((word >> bit) & np.uint64(1))
+
+
+@nb.njit(cache=True)
+def slots_of_keys(queries, count, out, shift, keys, bucket_start, bucket_row,
+                  table):  # pragma: no cover - compiled
+    """``out[i]`` = slot of ``queries[i]`` among the distinct anomalous ``keys`` (ascending).
+
+    The slot of a key is ``2 j + equal``: ``j`` keys are below it and ``equal`` is 1 when
+    ``keys[j]`` is the key itself. Slot ``2 j`` is thus the gap strictly between ``keys[j - 1]``
+    and ``keys[j]``, slot ``2 j + 1`` the score ``keys[j]``. A bucket holding no key answers
+    from ``bucket_start`` (its keys are ``keys[bucket_start[b]:bucket_start[b + 1]]``), a
+    bucket with a bitmap row (``bucket_row[b] >= 0``) by one word of ``table`` and its rank,
+    the others by binary search.
+    """
+    for i in range(count):
+        key = queries[i]
+        bucket = np.int64(key >> shift)
+        first = bucket_start[bucket]
+        last = bucket_start[bucket + 1]
+        if first == last:
+            out[i] = 2 * first
+            continue
+        row = bucket_row[bucket]
+        if row >= 0:
+            low = key & np.uint64(RANK_LOW_MASK)
+            word_index = np.int64(low >> np.uint64(6))
+            out[i] = _row_slot(table[row, word_index, 0], table[row, word_index, 1], low)
+            continue
+        low_index = first
+        high_index = last
+        while low_index < high_index:
+            middle = (low_index + high_index) >> 1
+            if keys[middle] < key:
+                low_index = middle + 1
+            else:
+                high_index = middle
+        equal = 1 if low_index < last and keys[low_index] == key else 0
+        out[i] = 2 * low_index + equal
+
+
+@nb.njit(cache=True)
+def anomalous_slot_sums(anomalous_keys, anomalous_weights, shift, keys, bucket_start,
+                        bucket_row, table, pos, weight):  # pragma: no cover - compiled
+    """``pos[j]`` += the anomalous pixels scoring ``keys[j]``; ``weight[j]`` += their weights."""
+    out = np.empty(BATCH, dtype=np.int64)
+    for begin in range(0, anomalous_keys.shape[0], BATCH):
+        count = min(BATCH, anomalous_keys.shape[0] - begin)
+        slots_of_keys(anomalous_keys[begin:begin + count], count, out, shift, keys,
+                      bucket_start, bucket_row, table)
+        for i in range(count):
+            j = out[i] >> 1
+            pos[j] += 1
+            weight[j] += anomalous_weights[begin + i]
+
+
+@nb.njit(parallel=True, cache=True)
+def expand_keys(seg_bucket, seg_count, low, shift, out):  # pragma: no cover - compiled
+    """``out`` = the full keys ``bucket << shift | low`` of low keys grouped in segments."""
+    seg_begin = np.zeros(seg_bucket.shape[0] + 1, dtype=np.int64)
+    for seg in range(seg_bucket.shape[0]):
+        seg_begin[seg + 1] = seg_begin[seg] + seg_count[seg]
+    for seg in prange(seg_bucket.shape[0]):
+        high = np.uint64(seg_bucket[seg]) << shift
+        for q in range(seg_begin[seg], seg_begin[seg + 1]):
+            out[q] = high | np.uint64(low[q])
+
+
 @nb.njit(cache=True)
 def _sorted_low_keys(values, low_bits):  # pragma: no cover - compiled
     """Sorted copy of unsigned keys below ``2 ** low_bits``: LSD radix, 16-bit digits."""
@@ -422,6 +556,120 @@ def _sorted_low_keys(values, low_bits):  # pragma: no cover - compiled
     return source
 
 
+@nb.njit(parallel=True, cache=True)
+def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, neg_low, dense,
+                        whole, shift, keys, bucket_start, bucket_row, table, neg, track,
+                        gap_lowest, edge_count, edge_lowest,
+                        num_chunks):  # pragma: no cover - compiled
+    """Count the normal pixels of an accumulator's state by slot (:func:`slots_of_keys`).
+
+    Job k is bucket ``job_bucket[k]``'s normal low keys ``neg_low[job_begin[k]:job_end[k]]``
+    or, when ``job_row[k] >= 0``, the low values ``job_begin[k]:job_end[k]`` of the dense
+    histogram row ``dense[job_row[k]]`` (counts). The jobs are sorted by bucket and group g
+    (jobs ``group_start[g]:group_start[g + 1]``) holds one bucket's jobs; chunk c takes the
+    groups ``c, c + num_chunks, ...`` (in parallel). A bucket's slots lie between the gap
+    below and the gap above its anomalous keys; those two, shared with other buckets, are
+    counted apart in ``edge_count[g, 0]`` and ``edge_count[g, 1]``, every other slot in
+    ``neg``. A bucket without anomalous keys lies inside one gap (edge 0), added as a whole
+    when ``whole``. When ``track``, ``gap_lowest[j]`` (``edge_lowest[g, 0 or 1]`` for the
+    edges) keeps the lowest normal key of gap j. A bucket with a bitmap row is ranked inline
+    (its row stays in cache), the others through buffers.
+    """
+    num_groups = group_start.shape[0] - 1
+    for chunk in prange(num_chunks):
+        queries = np.empty(BATCH, dtype=np.uint64)
+        multiplicity = np.empty(BATCH, dtype=np.int64)
+        out = np.empty(BATCH, dtype=np.int64)
+        local = np.empty(2 * RANK_ROW_WORDS * 64 + 1, dtype=np.int64)
+        for group in range(chunk, num_groups, num_chunks):
+            bucket = job_bucket[group_start[group]]
+            high = np.uint64(bucket) << shift
+            below = np.uint64(bucket_start[bucket])
+            bottom = 2 * bucket_start[bucket]
+            top = 2 * bucket_start[bucket + 1]
+            row = bucket_row[bucket]
+            for job in range(group_start[group], group_start[group + 1]):
+                begin = job_begin[job]
+                end = job_end[job]
+                dense_row = job_row[job]
+                if whole and bottom == top:
+                    total = 0
+                    for q in range(begin, end):
+                        total += dense[dense_row, q] if dense_row >= 0 else 1
+                    edge_count[group, 0] += total
+                    continue
+                if row >= 0 and not track:
+                    # counted in a bucket-sized array first (in cache), bottom slot at 0
+                    words = table[row]
+                    width = top - bottom + 1
+                    local[:width] = 0
+                    if dense_row >= 0:
+                        for q in range(begin, end):
+                            count = dense[dense_row, q]
+                            if count:
+                                low = np.uint64(q)
+                                word_index = np.int64(low >> np.uint64(6))
+                                local[_row_slot(words[word_index, 0],
+                                                words[word_index, 1] - below, low)] += count
+                    else:
+                        for q in range(begin, end):
+                            low = np.uint64(neg_low[q])
+                            word_index = np.int64(low >> np.uint64(6))
+                            local[_row_slot(words[word_index, 0], words[word_index, 1] - below,
+                                            low)] += 1
+                    edge_count[group, 0] += local[0]
+                    edge_count[group, 1] += local[width - 1]
+                    for k in range(1, width - 1):
+                        neg[bottom + k] += local[k]
+                    continue
+                # many normal keys against many searched anomalous keys (float64 scores):
+                # sorted, then merged with the anomalous keys instead of searched one by one
+                first = bucket_start[bucket]
+                last = bucket_start[bucket + 1]
+                merge = (dense_row < 0 and row < 0 and last - first >= MERGE_MIN_SIZE
+                         and end - begin >= MERGE_MIN_SIZE)
+                lows = _sorted_low_keys(neg_low[begin:end], shift) if merge else neg_low[
+                    begin:end]
+                cursor = first
+                filled = 0
+                for q in range(begin, end + 1):
+                    if q < end:
+                        if dense_row >= 0:
+                            if dense[dense_row, q] == 0:
+                                continue
+                            queries[filled] = high | np.uint64(q)
+                            multiplicity[filled] = dense[dense_row, q]
+                        else:
+                            queries[filled] = high | np.uint64(lows[q - begin])
+                            multiplicity[filled] = 1
+                        filled += 1
+                    if filled == BATCH or (q == end and filled):
+                        if merge:
+                            for i in range(filled):
+                                while cursor < last and keys[cursor] < queries[i]:
+                                    cursor += 1
+                                equal = 1 if cursor < last and keys[cursor] == queries[i] else 0
+                                out[i] = 2 * cursor + equal
+                        else:
+                            slots_of_keys(queries, filled, out, shift, keys, bucket_start,
+                                          bucket_row, table)
+                        for i in range(filled):
+                            slot = out[i]
+                            edge = 0 if slot == bottom else (1 if slot == top else -1)
+                            if edge >= 0:
+                                edge_count[group, edge] += multiplicity[i]
+                                if track and queries[i] < edge_lowest[group, edge]:
+                                    edge_lowest[group, edge] = queries[i]
+                            else:
+                                neg[slot] += multiplicity[i]
+                                if track and (slot & 1) == 0 and queries[i] < gap_lowest[slot >> 1]:
+                                    gap_lowest[slot >> 1] = queries[i]
+                        filled = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Walking the curve
+# --------------------------------------------------------------------------------------------
 @nb.njit(inline="always", cache=True)
 def _clipped_trapezoid(x0, x1, y0, y1, limit):  # pragma: no cover - compiled
     """Area under the segment (x0, y0)-(x1, y1) left of ``x = limit`` (needs x0 < limit)."""
@@ -432,226 +680,93 @@ def _clipped_trapezoid(x0, x1, y0, y1, limit):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
-def _step(n, p, w, key, state, num_neg, num_pos, num_regions, limits, areas, slot, auroc_parts,
-          ap_parts, f1_best, f1_key, emit, v_key, v_neg, v_pos, v_weight,
-          vertex):  # pragma: no cover - compiled
-    """Apply one distinct score (n normal, p anomalous pixels, weight w) to the walk.
+def walk_gaps(keys, pos, weight, neg, gap_lowest, num_neg, num_pos, num_regions, limits,
+              emit):  # pragma: no cover - compiled
+    """Every metric from the gap summary, in one walk down the scores.
 
-    ``state`` = [normal pixels above, anomalous pixels above, pending horizontal run,
-    key of its lowest score] (int64) and the weight above is kept in ``areas``' last column.
-    With ``TP``/``FP`` the anomalous/normal pixels at or above the score, a step with p > 0
-    adds ``(p / num_pos) * TP / (TP + FP)`` to the AP sum and offers
-    ``F1 = 2 TP / (TP + FP + num_pos)`` to the running maximum (the first, i.e. highest,
-    score attaining it is kept). Returns the next free vertex position.
-    """
-    negatives_above = state[0]
-    positives_above = state[1]
-    weight_above = areas[slot, limits.shape[0]]
-    auroc_parts[slot] += n * (positives_above + 0.5 * p)
-    if p > 0:
-        true_positives = positives_above + p
-        detected = true_positives + negatives_above + n
-        ap_parts[slot] += (p / num_pos) * (true_positives / detected)
-        f1 = 2.0 * true_positives / (detected + num_pos)
-        if f1 > f1_best[slot]:
-            f1_best[slot] = f1
-            f1_key[slot] = key
-    if n > 0:
-        x0 = negatives_above / num_neg
-        x1 = (negatives_above + n) / num_neg
-        y0 = weight_above / num_regions
-        y1 = (weight_above + w) / num_regions
-        for k in range(limits.shape[0]):
-            if x0 < limits[k]:
-                areas[slot, k] += _clipped_trapezoid(x0, x1, y0, y1, limits[k])
-    if emit:
-        if p == 0:
-            state[2] = 1
-            state[3] = np.int64(key)
-        else:
-            if state[2]:
-                v_key[vertex] = np.uint64(state[3])
-                v_neg[vertex] = negatives_above
-                v_pos[vertex] = positives_above
-                v_weight[vertex] = weight_above
-                vertex += 1
-                state[2] = 0
-            v_key[vertex] = key
-            v_neg[vertex] = negatives_above + n
-            v_pos[vertex] = positives_above + p
-            v_weight[vertex] = weight_above + w
-            vertex += 1
-    state[0] = negatives_above + n
-    state[1] = positives_above + p
-    areas[slot, limits.shape[0]] = weight_above + w
-    return vertex
+    ``keys`` are the distinct anomalous scores' keys (ascending), ``pos[j]``/``weight[j]`` the
+    anomalous pixels at ``keys[j]`` and their PRO weight, ``neg[2 j + 1]`` the normal pixels
+    at ``keys[j]`` and ``neg[2 j]`` those strictly between ``keys[j - 1]`` and ``keys[j]``
+    (``neg[2 D]``: above the highest). A gap's normal pixels make one straight horizontal step
+    (where they fall inside it changes no metric); a score ``keys[j]`` one step, diagonal when
+    it holds normal pixels too. With ``TP``/``FP`` the anomalous/normal pixels at or above a
+    score and ``x``/``y`` the FPR and PRO before/after a step:
 
+    - AUROC sum ``+= n (TP_above + p / 2)`` for a step of n normal and p anomalous pixels;
+    - PRO area ``+=`` the trapezoid under the step left of each limit;
+    - AP ``+= (p / num_pos) * TP / (TP + FP)`` and ``F1 = 2 TP / (TP + FP + num_pos)`` offered
+      to the maximum (the first, highest, score attaining it kept) at each anomalous score.
 
-@nb.njit(parallel=True, cache=True)
-def resolve_buckets(buckets, resolved, neg_total, pos_total, weight_total, neg_above,
-                    pos_above, weight_above, neg_begin, neg_end, neg_low, pos_begin, pos_end,
-                    pos_low, pos_weight, dense_row, dense, shift, num_neg, num_pos, num_regions,
-                    limits, emit, vertex_start, v_key, v_neg, v_pos, v_weight,
-                    num_chunks):  # pragma: no cover - compiled
-    """Exact contribution of each bucket to the AUROC sum, the PRO areas, AP and F1-max.
-
-    Bucket ``buckets[k]`` starts the walk with ``neg_above[k]`` normal pixels,
-    ``pos_above[k]`` anomalous pixels and PRO weight ``weight_above[k]`` above it. A bucket
-    that is not ``resolved`` is applied as one group of equal scores (exact when it holds
-    normal pixels only, or when it lies beyond every limit and only the AUPRO is wanted); a
-    resolved one is walked score by score: its normal low keys are
-    ``neg_low[neg_begin[k]:neg_end[k]]`` plus, when ``dense_row[k] >= 0``, the counts of the
-    65,536-bin histogram ``dense[dense_row[k]]`` (float32 keys only); its anomalous low keys
-    and PRO weights are ``pos_low``/``pos_weight[pos_begin[k]:pos_end[k]]``.
+    When ``emit``, the vertices after each step: the key (a gap's lowest normal key,
+    ``gap_lowest[j]``), the normal and anomalous counts and the weight at or above it.
 
     Returns
     -------
-    auroc_parts : float64 (m,)
-        ``sum over its normal pixels of (#anomalous pixels above + 0.5 #equal)``.
-    areas : float64 (m, L + 1)
-        Area under the PRO curve, in (FPR, mean region TPR) units, left of each limit; the last
-        column is the weight after the bucket (internal).
-    ap_parts : float64 (m,)
-        ``sum over its distinct scores s holding anomalous pixels of
-        (#anomalous at s / num_pos) * precision(a >= s)``.
-    f1_best : float64 (m,)
-        Largest F1 over its distinct scores (0 when it holds no anomalous pixel).
-    f1_key : uint64 (m,)
-        Key of the (highest) score attaining ``f1_best``.
-    num_vertices : int64 (m,)
-        Curve vertices written from ``vertex_start[k]`` when ``emit``: after each distinct
-        anomalous score and at the end of each run of normal-only scores, with the key of the
-        lowest score reached, and the cumulative counts and weight.
+    auroc_sum : float
+    areas : float64 (L,)
+        Area under the PRO curve, in (FPR, mean region TPR) units, left of each limit.
+    ap : float
+    f1_best : float
+    f1_key : uint64
+    v_key, v_neg, v_pos, v_weight : the vertices (empty unless ``emit``).
     """
-    num_buckets = buckets.shape[0]
+    num_keys = keys.shape[0]
     num_limits = limits.shape[0]
-    auroc_parts = np.zeros(num_buckets, dtype=np.float64)
-    ap_parts = np.zeros(num_buckets, dtype=np.float64)
-    f1_best = np.zeros(num_buckets, dtype=np.float64)
-    f1_key = np.zeros(num_buckets, dtype=np.uint64)
-    areas = np.zeros((num_buckets, num_limits + 1), dtype=np.float64)
-    num_vertices = np.zeros(num_buckets, dtype=np.int64)
-    use_histogram = shift == HISTOGRAM_LOW_BITS
-    for chunk in prange(num_chunks):
-        bins = (1 << HISTOGRAM_LOW_BITS) if use_histogram else 1
-        histogram = np.zeros(bins, dtype=np.int64)
-        weights = np.zeros(bins, dtype=np.float64)
-        blocks = np.zeros(max(bins >> BLOCK_BITS, 1), dtype=np.int64)
-        state = np.zeros(4, dtype=np.int64)
-        for slot in range(chunk, num_buckets, num_chunks):
-            high = np.uint64(buckets[slot]) << np.uint64(shift)
-            state[0] = neg_above[slot]
-            state[1] = pos_above[slot]
-            state[2] = 0
-            state[3] = 0
-            areas[slot, num_limits] = weight_above[slot]
-            vertex = vertex_start[slot] if emit else 0
-            first_vertex = vertex
-            if not resolved[slot]:
-                vertex = _step(neg_total[slot], pos_total[slot], weight_total[slot], high, state,
-                               num_neg, num_pos, num_regions, limits, areas, slot, auroc_parts,
-                               ap_parts, f1_best, f1_key, emit, v_key, v_neg, v_pos, v_weight,
-                               vertex)
-            else:
-                n_begin = neg_begin[slot]
-                n_end = neg_end[slot]
-                p_begin = pos_begin[slot]
-                p_end = pos_end[slot]
-                if use_histogram and neg_total[slot] < _PACK and pos_total[slot] < _PACK:
-                    # one histogram: normal count in the low half, anomalous in the high half
-                    for q in range(n_begin, n_end):
-                        histogram[neg_low[q]] += 1
-                        blocks[neg_low[q] >> BLOCK_BITS] += 1
-                    row = dense_row[slot]
-                    if row >= 0:
-                        for low in range(bins):
-                            count = dense[row, low]
-                            if count:
-                                histogram[low] += count
-                                blocks[low >> BLOCK_BITS] += 1
-                    for q in range(p_begin, p_end):
-                        histogram[pos_low[q]] += _PACK
-                        weights[pos_low[q]] += pos_weight[q]
-                        blocks[pos_low[q] >> BLOCK_BITS] += 1
-                    # runs of normal-only scores are applied as one step (a straight segment)
-                    run_count = 0
-                    run_low = 0
-                    block_size = 1 << BLOCK_BITS
-                    for block in range(blocks.shape[0] - 1, -1, -1):
-                        if blocks[block] == 0:
-                            continue  # no pixel in these 64 bins
-                        blocks[block] = 0
-                        for low in range(block * block_size + block_size - 1,
-                                         block * block_size - 1, -1):
-                            packed = histogram[low]
-                            if packed == 0:
-                                continue
-                            histogram[low] = 0
-                            n = packed & (_PACK - 1)
-                            p = packed >> _PACK_BITS
-                            if p == 0:
-                                run_count += n
-                                run_low = low
-                                continue
-                            if run_count:
-                                vertex = _step(run_count, 0, 0.0, high | np.uint64(run_low),
-                                               state, num_neg, num_pos, num_regions, limits,
-                                               areas, slot, auroc_parts, ap_parts, f1_best,
-                                               f1_key, emit, v_key, v_neg, v_pos, v_weight,
-                                               vertex)
-                                run_count = 0
-                            w = weights[low]
-                            weights[low] = 0.0
-                            vertex = _step(n, p, w, high | np.uint64(low), state, num_neg,
-                                           num_pos, num_regions, limits, areas, slot,
-                                           auroc_parts, ap_parts, f1_best, f1_key, emit, v_key,
-                                           v_neg, v_pos, v_weight, vertex)
-                    if run_count:
-                        vertex = _step(run_count, 0, 0.0, high | np.uint64(run_low), state,
-                                       num_neg, num_pos, num_regions, limits, areas, slot,
-                                       auroc_parts, ap_parts, f1_best, f1_key, emit, v_key,
-                                       v_neg, v_pos, v_weight, vertex)
-                else:
-                    order = np.argsort(pos_low[p_begin:p_end])
-                    pi = p_end - p_begin - 1
-                    normals = _sorted_low_keys(neg_low[n_begin:n_end], shift)
-                    ni = n_end - n_begin - 1
-                    while ni >= 0 or pi >= 0:
-                        # normal-only scores above the next anomalous one: one straight step
-                        run_count = 0
-                        while ni >= 0 and (pi < 0 or normals[ni] > pos_low[p_begin + order[pi]]):
-                            run_count += 1
-                            ni -= 1
-                        if run_count:
-                            vertex = _step(run_count, 0, 0.0, high | np.uint64(normals[ni + 1]),
-                                           state, num_neg, num_pos, num_regions, limits, areas,
-                                           slot, auroc_parts, ap_parts, f1_best, f1_key, emit,
-                                           v_key, v_neg, v_pos, v_weight, vertex)
-                        if pi < 0:
-                            break
-                        value = pos_low[p_begin + order[pi]]
-                        n = 0
-                        while ni >= 0 and normals[ni] == value:
-                            n += 1
-                            ni -= 1
-                        p = 0
-                        w = 0.0
-                        while pi >= 0 and pos_low[p_begin + order[pi]] == value:
-                            p += 1
-                            w += pos_weight[p_begin + order[pi]]
-                            pi -= 1
-                        vertex = _step(n, p, w, high | np.uint64(value), state, num_neg,
-                                       num_pos, num_regions, limits, areas, slot, auroc_parts,
-                                       ap_parts, f1_best, f1_key, emit, v_key, v_neg, v_pos,
-                                       v_weight, vertex)
-            if emit and state[2]:
-                v_key[vertex] = np.uint64(state[3])
-                v_neg[vertex] = state[0]
-                v_pos[vertex] = state[1]
-                v_weight[vertex] = areas[slot, num_limits]
-                vertex += 1
-            num_vertices[slot] = vertex - first_vertex
-    return auroc_parts, areas, ap_parts, f1_best, f1_key, num_vertices
+    areas = np.zeros(num_limits, dtype=np.float64)
+    capacity = 2 * num_keys + 1 if emit else 0
+    v_key = np.empty(capacity, dtype=np.uint64)
+    v_neg = np.empty(capacity, dtype=np.int64)
+    v_pos = np.empty(capacity, dtype=np.int64)
+    v_weight = np.empty(capacity, dtype=np.float64)
+    vertices = 0
+    auroc_sum = 0.0
+    ap = 0.0
+    f1_best = 0.0
+    f1_key = np.uint64(0)
+    negatives_above = 0
+    positives_above = 0
+    weight_above = 0.0
+    for slot in range(2 * num_keys, -1, -1):
+        n = np.int64(neg[slot])
+        if slot & 1:
+            j = slot >> 1
+            p = np.int64(pos[j])
+            w = weight[j]
+            key = keys[j]
+        else:
+            if n == 0:
+                continue
+            p = 0
+            w = 0.0
+            key = gap_lowest[slot >> 1] if emit else np.uint64(0)
+        auroc_sum += n * (positives_above + 0.5 * p)
+        if p > 0:
+            true_positives = positives_above + p
+            detected = true_positives + negatives_above + n
+            ap += (p / num_pos) * (true_positives / detected)
+            f1 = 2.0 * true_positives / (detected + num_pos)
+            if f1 > f1_best:
+                f1_best = f1
+                f1_key = key
+        if n > 0:
+            x0 = negatives_above / num_neg
+            x1 = (negatives_above + n) / num_neg
+            y0 = weight_above / num_regions
+            y1 = (weight_above + w) / num_regions
+            for k in range(num_limits):
+                if x0 < limits[k]:
+                    areas[k] += _clipped_trapezoid(x0, x1, y0, y1, limits[k])
+        negatives_above += n
+        positives_above += p
+        weight_above += w
+        if emit:
+            v_key[vertices] = key
+            v_neg[vertices] = negatives_above
+            v_pos[vertices] = positives_above
+            v_weight[vertices] = weight_above
+            vertices += 1
+    return (auroc_sum, areas, ap, f1_best, f1_key, v_key[:vertices], v_neg[:vertices],
+            v_pos[:vertices], v_weight[:vertices])
 
 
 # --------------------------------------------------------------------------------------------
