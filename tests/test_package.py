@@ -45,14 +45,17 @@ def test_public_functions_are_not_shadowed_by_their_modules() -> None:
         assert callable(getattr(pimo, name)), name
 
 
-def test_the_command_line_imports_nothing_heavy_before_it_handles_ctrl_c() -> None:
-    code = (
-        "import json, sys; import pimo.cli; "
-        "print(json.dumps([m in sys.modules for m in ('numpy', 'numba', 'matplotlib')]))"
-    )
+def loaded_after(statement: str, modules: tuple[str, ...]) -> list[bool]:
+    """Which of ``modules`` a fresh interpreter has loaded after ``statement``."""
+    code = (f"import json, sys; {statement}; "
+            f"print(json.dumps([m in sys.modules for m in {modules!r}]))")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                check=True)
-    assert json.loads(completed.stdout.strip().splitlines()[-1]) == [False, False, False]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_the_command_line_imports_nothing_heavy_before_it_handles_ctrl_c() -> None:
+    assert loaded_after("import pimo.cli", ("numpy", "numba", "matplotlib")) == [False] * 3
 
 
 def test_ctrl_c_while_the_command_loads_says_aborted(monkeypatch, capsys) -> None:
@@ -73,10 +76,5 @@ def test_ctrl_c_while_the_command_loads_says_aborted(monkeypatch, capsys) -> Non
 
 
 def test_pimo_help_loads_no_kernel_and_no_plotting_library() -> None:
-    code = (
-        "import json, sys; from pimo.cli import main; main(['--help']); "
-        "print(json.dumps([m in sys.modules for m in ('numba', 'matplotlib', 'scipy')]))"
-    )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               check=True)
-    assert json.loads(completed.stdout.strip().splitlines()[-1]) == [False, False, False]
+    assert loaded_after("from pimo.cli import main; main(['--help'])",
+                        ("numba", "matplotlib", "scipy")) == [False] * 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from unittest import mock
 
 import numpy as np
@@ -85,20 +86,11 @@ def test_one_shot_equals_sklearn_and_brute_force(data, seed, compact_often):
     check_against_references(result, maps, masks)
 
 
-class small_thresholds:  # noqa: N801 - used as a context manager
+def small_thresholds(active: bool) -> contextlib.AbstractContextManager:
     """Compact after every update and make a dense histogram of any 3+ normal keys."""
-
-    def __init__(self, active: bool):
-        self.patches = [mock.patch.object(setmetrics, "_COMPACT_MIN_BYTES", 0),
-                        mock.patch.object(setmetrics, "_DENSE_MIN_PIXELS", 2)] if active else []
-
-    def __enter__(self):
-        for patch in self.patches:
-            patch.start()
-
-    def __exit__(self, *exc):
-        for patch in self.patches:
-            patch.stop()
+    if not active:
+        return contextlib.nullcontext()
+    return mock.patch.multiple(setmetrics, _COMPACT_MIN_BYTES=0, _DENSE_MIN_PIXELS=2)
 
 
 @SLOW

@@ -10,6 +10,7 @@ the bitmap rows to be used.
 
 from __future__ import annotations
 
+import contextlib
 from unittest import mock
 
 import numpy as np
@@ -42,24 +43,13 @@ def slots(rank: setmetrics._Rank, queries: np.ndarray) -> np.ndarray:
     return out
 
 
-class rank_paths:  # noqa: N801 - used as a context manager
+def rank_paths(path: str) -> contextlib.AbstractContextManager:
     """Force the bitmap rows ("bitmap"), binary search ("search") or a row budget of one
     bitmap row ("capped", the other buckets searched)."""
-
-    def __init__(self, path: str):
-        values = {"bitmap": {"_RANK_MIN_KEYS": 1},
-                  "search": {"_RANK_MIN_KEYS": 2**40},
-                  "capped": {"_RANK_MIN_KEYS": 1, "_RANK_MAX_BYTES": 1}}[path]
-        self.patches = [mock.patch.object(setmetrics, name, value)
-                        for name, value in values.items()]
-
-    def __enter__(self):
-        for patch in self.patches:
-            patch.start()
-
-    def __exit__(self, *exc):
-        for patch in self.patches:
-            patch.stop()
+    values = {"bitmap": {"_RANK_MIN_KEYS": 1},
+              "search": {"_RANK_MIN_KEYS": 2**40},
+              "capped": {"_RANK_MIN_KEYS": 1, "_RANK_MAX_BYTES": 1}}[path]
+    return mock.patch.multiple(setmetrics, **values)
 
 
 # ---------------------------------------------------------------------------------------------
