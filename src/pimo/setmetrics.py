@@ -991,11 +991,10 @@ class SetMetricsAccumulator:
         pos_low = np.empty(int(pos_total.sum()), dtype=low_dtype)
         pos_weight = np.empty(pos_low.shape[0], dtype=np.float64)
         shift, sign_bit, all_ones, _ = batch.key_constants(self._dtype)
-        _kernels.scatter_window(
+        _kernels.scatter_low_keys(
             batch.bits, batch.offsets, batch.item_image, batch.item_begin, batch.item_end,
             batch.run_offsets, batch.run_starts, batch.run_lengths, batch.run_weights, shift,
-            sign_bit, all_ones, np.ones(_kernels.NUM_BUCKETS, dtype=np.bool_), neg_cursor,
-            pos_cursor, neg_low, pos_low, pos_weight,
+            sign_bit, all_ones, neg_cursor, pos_cursor, neg_low, pos_low, pos_weight,
         )
         present = np.flatnonzero(neg_total + pos_total)
         return _Piece(present.astype(np.int64), neg_total[present], pos_total[present], neg_low,

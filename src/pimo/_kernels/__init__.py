@@ -32,7 +32,7 @@ from pimo._kernels._roc import (
     low_key_slot_counts,
     rank_bucket_starts,
     region_runs,
-    scatter_window,
+    scatter_low_keys,
     slots_of_keys,
     walk_gaps,
 )
@@ -60,7 +60,7 @@ __all__ = [
     "mask_counts",
     "rank_bucket_starts",
     "region_runs",
-    "scatter_window",
+    "scatter_low_keys",
     "slots_of_keys",
     "sum_rows",
     "walk_gaps",

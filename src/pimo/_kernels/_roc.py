@@ -9,10 +9,9 @@ normal (mask-0) pixels. The kernels find that order exactly without sorting ever
    (``NUM_BUCKETS`` buckets of consecutive float values) get a count of normal pixels, a count
    of anomalous pixels and a sum of anomalous weights. Pixels in different buckets are ordered
    by these histograms alone; NaN and infinities are detected here.
-3. ``scatter_window``: the pixels of the buckets of a window (every bucket, for the
-   accumulator) are copied, as the low bits of their keys, into a buffer grouped by bucket
-   (a counting sort). ``copy_segments`` regroups such buffers; ``add_to_dense`` turns a long
-   list of low keys into the bucket's 65,536-bin histogram.
+3. ``scatter_low_keys``: every pixel is copied, as the low bits of its key, into a buffer
+   grouped by bucket (a counting sort). ``copy_segments`` regroups such buffers;
+   ``add_to_dense`` turns a long list of low keys into the bucket's 65,536-bin histogram.
 4. The gap summary: every metric only needs, for each distinct anomalous score (ascending
    keys ``keys[j]``), its anomalous count and PRO weight, the normal pixels equal to it, and
    the normal pixels strictly between it and the next lower one (a *gap*: normal pixels
@@ -58,7 +57,7 @@ __all__ = [
     "low_key_slot_counts",
     "rank_bucket_starts",
     "region_runs",
-    "scatter_window",
+    "scatter_low_keys",
     "slots_of_keys",
     "walk_gaps",
 ]
@@ -352,10 +351,10 @@ def bucket_counts(bits, offsets, item_image, item_begin, item_end, run_offsets, 
 
 
 @nb.njit(parallel=True, cache=True)
-def scatter_window(bits, offsets, item_image, item_begin, item_end, run_offsets, run_starts,
-                   run_lengths, run_weights, shift, sign_bit, all_ones, in_window, neg_cursor,
-                   pos_cursor, neg_low, pos_low, pos_weight):  # pragma: no cover - compiled
-    """Copy the low key bits of the pixels whose bucket is in the window into the buffers.
+def scatter_low_keys(bits, offsets, item_image, item_begin, item_end, run_offsets, run_starts,
+                     run_lengths, run_weights, shift, sign_bit, all_ones, neg_cursor, pos_cursor,
+                     neg_low, pos_low, pos_weight):  # pragma: no cover - compiled
+    """Copy the low key bits of every pixel into the buffers, grouped by bucket.
 
     Same work items and chunks as :func:`bucket_counts`; ``neg_cursor[c, b]`` and
     ``pos_cursor[c, b]`` are where chunk c writes its next pixel of bucket b (advanced here).
@@ -387,18 +386,16 @@ def scatter_window(bits, offsets, item_image, item_begin, item_end, run_offsets,
                 for q in range(p, span_begin):
                     key = key_of_bits(np.uint64(image[q]), sign_bit, all_ones)
                     bucket = key >> shift
-                    if in_window[bucket]:
-                        head = negative_heads[bucket]
-                        neg_low[head] = key & low_mask
-                        negative_heads[bucket] = head + 1
+                    head = negative_heads[bucket]
+                    neg_low[head] = key & low_mask
+                    negative_heads[bucket] = head + 1
                 for q in range(span_begin, span_end):
                     key = key_of_bits(np.uint64(image[q]), sign_bit, all_ones)
                     bucket = key >> shift
-                    if in_window[bucket]:
-                        head = positive_heads[bucket]
-                        pos_low[head] = key & low_mask
-                        pos_weight[head] = weight
-                        positive_heads[bucket] = head + 1
+                    head = positive_heads[bucket]
+                    pos_low[head] = key & low_mask
+                    pos_weight[head] = weight
+                    positive_heads[bucket] = head + 1
                 p = span_end
                 run += 1
 
