@@ -262,14 +262,14 @@ def settings_notes(score_files: Mapping[str, Mapping[str, Path]]) -> list[str]:
         records = {model: _record_of(evaluation_folder(path)) for model, path in by_model.items()}
         differences = []
         for key, name in _SETTINGS.items():
-            values: dict[str, str] = {}
-            for model, record in records.items():
-                value = _UNRECORDED[key] if record is None else record.get(key, _UNRECORDED[key])
-                values[model] = "none" if value is None else str(value)
-                if record is None:
-                    values[model] += " (no evaluation.json)"
-            if len({value.split(" (")[0] for value in values.values()}) > 1:
-                shown = ", ".join(f"{value} for {model!r}" for model, value in values.items())
+            values = {model: _UNRECORDED[key] if record is None
+                      else record.get(key, _UNRECORDED[key])
+                      for model, record in records.items()}
+            if len({str(value) for value in values.values()}) > 1:
+                shown = ", ".join(
+                    f"{'none' if value is None else value}"
+                    f"{' (no evaluation.json)' if records[model] is None else ''} for {model!r}"
+                    for model, value in values.items())
                 differences.append(f"{name}: {shown}")
         if differences:
             notes.append(
