@@ -332,9 +332,9 @@ class _Batch:
         self.item_begin = np.concatenate(begins)
         self.item_end = np.concatenate(ends)
         anomalous = image_set.anomalous_indices.astype(np.int64)
-        runs = _kernels.image_runs if image_set.ignored is None else self._runs_of_kept_pixels
-        (self.run_offsets, self.run_starts, self.run_lengths, self.run_weights,
-         regions) = runs(image_set.masks_flat, image_set.offsets, anomalous, dims, ranks)
+        (self.run_offsets, self.run_starts, self.run_lengths, self.run_weights, regions) = (
+            _kernels.image_runs(image_set.masks_flat, image_set.offsets, anomalous, dims, ranks)
+            if image_set.ignored is None else self._runs_of_kept_pixels(anomalous, dims, ranks))
         self.num_regions = int(regions.sum())
         self.num_images = num_images
         self.num_pixels = int(image_set.num_pixels.sum())
@@ -342,25 +342,25 @@ class _Batch:
         self.num_chunks = num_chunks
         self._counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def _runs_of_kept_pixels(self, masks_flat: np.ndarray, offsets: np.ndarray,
-                             anomalous: np.ndarray, dims: np.ndarray, ranks: np.ndarray
+    def _runs_of_kept_pixels(self, anomalous: np.ndarray, dims: np.ndarray, ranks: np.ndarray
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                         np.ndarray]:
         """:func:`pimo._kernels.image_runs` for a set whose ignore mask left pixels out.
 
         Regions are labelled on each whole mask, before removal (a region cut in two by the
         ignore mask stays one region); the runs then cover the kept anomalous pixels in the
-        kept-pixel numbering of ``masks_flat``/``offsets``, and a region's weight is one over
-        its kept pixels.
+        kept-pixel numbering of the image set, and a region's weight is one over its kept
+        pixels.
         """
         ignored = self.image_set.ignored
         assert ignored is not None
-        run_offsets = np.zeros(offsets.shape[0], dtype=np.int64)
+        num_images = self.image_set.num_images
+        run_offsets = np.zeros(num_images + 1, dtype=np.int64)
         starts: list[np.ndarray] = []
         lengths: list[np.ndarray] = []
         weights: list[np.ndarray] = []
-        num_regions = np.zeros(offsets.shape[0] - 1, dtype=np.int64)
-        runs_per_image = np.zeros(offsets.shape[0] - 1, dtype=np.int64)
+        num_regions = np.zeros(num_images, dtype=np.int64)
+        runs_per_image = np.zeros(num_images, dtype=np.int64)
         for index in anomalous.tolist():
             labels, count = _kernels.label_mask(ignored.mask_of(index), *dims[index],
                                                 ranks[index])
