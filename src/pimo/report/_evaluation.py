@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from pimo.data.ignore import IgnoreMasks
 
 from pimo._io import read_json
 from pimo._outputs import EVALUATION_FILE, evaluation_folder
@@ -262,12 +266,19 @@ class EvaluationRecord:
             raise EvaluationDataError(f"{error} (listed in {self.path})") from error
         return mask if mask.shape == size else resize_nearest(mask, size)
 
-    def load_ignore_mask(self, index: int) -> np.ndarray | None:
-        """The ignore mask of image ``index`` (True = left out), None without ignore masks."""
+    @cached_property
+    def _ignore_source(self) -> IgnoreMasks | None:
+        """One reader of the ignore masks for every image (a single file is decoded once)."""
         if self.ignore_masks is None:
             return None
         from pimo.data.ignore import IgnoreMasks
 
+        return IgnoreMasks(self.ignore_masks, single=self.ignore_masks.is_file())
+
+    def load_ignore_mask(self, index: int) -> np.ndarray | None:
+        """The ignore mask of image ``index`` (True = left out), None without ignore masks."""
+        if self.ignore_masks is None:
+            return None
         record = self.images[index]
         name = record.get("ignore_mask")
         if not self.ignore_masks.exists() or not name:
@@ -276,9 +287,9 @@ class EvaluationRecord:
                 f"(or the record of {record.get('path')} names none); move them back, or run "
                 "`pimo evaluate` again with their new location."
             )
-        masks = IgnoreMasks(self.ignore_masks, single=self.ignore_masks.is_file())
+        assert self._ignore_source is not None
         try:
-            ignore = masks.load(str(name), image=str(record["path"]))
+            ignore = self._ignore_source.load(str(name), image=str(record["path"]))
         except FileProblemError as error:
             raise EvaluationDataError(f"{error} (listed in {self.path})") from error
         size = self._size(index)
