@@ -13,17 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:
-    from pimo.data.ignore import IgnoreMasks
-
 from pimo._io import read_json
 from pimo._outputs import EVALUATION_FILE, evaluation_folder
 from pimo._validate import PimoValueError
+from pimo.data.ignore import IgnoreMasks
 from pimo.data.images import FileProblemError, read_mask
 from pimo.data.maps import MapEntry, MapSource, open_maps, path_key
 from pimo.data.resize import resize_bilinear, resize_nearest
@@ -271,8 +269,6 @@ class EvaluationRecord:
         """One reader of the ignore masks for every image (a single file is decoded once)."""
         if self.ignore_masks is None:
             return None
-        from pimo.data.ignore import IgnoreMasks
-
         return IgnoreMasks(self.ignore_masks, single=self.ignore_masks.is_file())
 
     def load_ignore_mask(self, index: int) -> np.ndarray | None:
