@@ -44,9 +44,11 @@ def slots(rank: setmetrics._Rank, queries: np.ndarray) -> np.ndarray:
 
 
 def rank_paths(path: str) -> contextlib.AbstractContextManager:
-    """Force the bitmap rows ("bitmap"), binary search ("search") or a row budget of one
-    bitmap row ("capped", the other buckets searched)."""
-    values = {"bitmap": {"_RANK_MIN_KEYS": 1},
+    """Force the bitmap rows, one lookup per normal key ("bitmap") or the normal keys of each
+    bucket counted as a histogram of their low values ("histogram"), binary search
+    ("search") or a row budget of one bitmap row ("capped", the other buckets searched)."""
+    values = {"bitmap": {"_RANK_MIN_KEYS": 1, "_HISTOGRAM_MIN_KEYS": 2**40},
+              "histogram": {"_RANK_MIN_KEYS": 1, "_HISTOGRAM_MIN_KEYS": 1},
               "search": {"_RANK_MIN_KEYS": 2**40},
               "capped": {"_RANK_MIN_KEYS": 1, "_RANK_MAX_BYTES": 1}}[path]
     return mock.patch.multiple(setmetrics, **values)
@@ -133,7 +135,7 @@ def dense_score_sets(draw):
 
 
 @SLOW
-@given(dense_score_sets(), st.sampled_from(["bitmap", "search", "capped"]))
+@given(dense_score_sets(), st.sampled_from(["bitmap", "histogram", "search", "capped"]))
 def test_dense_scores_equal_sklearn_and_brute_force(data, path):
     maps, masks = data
     with rank_paths(path):
@@ -146,7 +148,8 @@ def test_dense_scores_equal_sklearn_and_brute_force(data, path):
 
 
 @SLOW
-@given(dense_score_sets(), st.integers(1, 3), st.sampled_from(["bitmap", "search"]))
+@given(dense_score_sets(), st.integers(1, 3),
+       st.sampled_from(["bitmap", "histogram", "search"]))
 def test_dense_histograms_and_batches(data, batch_size, path):
     """Compacted states (dense histograms of the normal keys, several pieces) rank the same."""
     maps, masks = data
@@ -183,3 +186,27 @@ def test_curves_follow_the_same_walk(data, seed):
         assert fpr == np.count_nonzero(detected & ~truth) / np.count_nonzero(~truth)
         assert tpr == np.count_nonzero(detected & truth) / np.count_nonzero(truth)
     assert np.trapezoid(curves.tpr, curves.fpr) == pytest.approx(result.auroc, abs=1e-12)
+
+
+@pytest.mark.parametrize("path", ["bitmap", "histogram"])
+def test_a_crowded_bucket_counted_either_way(path):
+    """One float32 bucket holding 40,000 normal and 2,000 anomalous scores (past the default
+    size at which its normal keys are counted as a histogram), ties at both ends of the
+    bucket's low values: both ways give scikit-learn's figures."""
+    rng = np.random.default_rng(5)
+    base = np.float32(1.0).view(np.int32)
+    low = rng.integers(0, 2**16, (2, 210, 100)).astype(np.int32)
+    low[0, 0, :5] = 0
+    low[0, 1, :5] = 2**16 - 1
+    maps = (base + low).view(np.float32)
+    masks = np.zeros(maps.shape, dtype=bool)
+    masks[1, 100:120] = True
+    masks[1, 150, :5] = True
+    maps[1, 150, :5] = maps[0, 0, :5]
+    masks[0, 5, :3] = True
+    maps[0, 5, :3] = maps[0, 1, 0]
+    assert np.unique(maps.view(np.int32) >> 16).shape[0] == 1
+    assert setmetrics._HISTOGRAM_MIN_KEYS <= np.count_nonzero(~masks)
+    with rank_paths(path):
+        result = set_metrics(maps, masks, fpr_limits=(0.3, 0.05))
+    check_against_references(result, list(maps), list(masks))

@@ -500,6 +500,9 @@ class _Gaps:
 _RANK_MIN_KEYS = 32  # a bucket holding this many distinct anomalous keys gets a bitmap row
 _RANK_ROW_BYTES = _kernels.RANK_ROW_WORDS * 16
 _RANK_MAX_BYTES = 2**27  # bitmap rows beyond this (and 4 x the keys) go by binary search
+_HISTOGRAM_MIN_KEYS = 2**13  # a bitmap-row bucket with this many normal keys (in one piece)
+#   counts them in a histogram of its low values: one increment per key and one pass over the
+#   65,536 values, instead of a row lookup per key
 
 
 def _key_shift(dtype: np.dtype) -> np.uint64:
@@ -1315,7 +1318,7 @@ class SetMetricsAccumulator:
                 job_bucket, job_begin[order].astype(np.int64), job_end[order].astype(np.int64),
                 job_row[order], group_start, piece.neg_low, self._dense, not track,
                 *rank.arrays, neg, track, gap_lowest, edge_count, edge_lowest,
-                4 * self._num_chunks)
+                4 * self._num_chunks, _HISTOGRAM_MIN_KEYS)
             group_bucket = job_bucket[group_start[:-1]]
             for edge in (0, 1):
                 gap = rank.bucket_start[group_bucket + edge]

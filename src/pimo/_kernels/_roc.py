@@ -21,7 +21,8 @@ normal (mask-0) pixels. The kernels find that order exactly without sorting ever
    rank of each 64-bit word (one word and one popcount per lookup), other buckets are
    searched. ``low_key_slot_counts`` counts the grouped normal low keys by slot, one bucket
    at a time so that its row and slots stay in cache (buckets without anomalous scores fall
-   in one gap as a whole).
+   in one gap as a whole; a bucket with many normal keys is counted as a histogram of its
+   65,536 low values, then cut at its anomalous values).
 5. ``walk_gaps``: one walk down the slots adds the exact AUROC sum, the area under the PRO
    curve up to each FPR limit, the average precision and the F1 maximum and, on demand, the
    vertices of the curves (a gap's vertex at its lowest normal score).
@@ -67,6 +68,7 @@ NUM_BUCKETS = 1 << BUCKET_BITS
 RANK_LOW_BITS = 16  # float32 keys: 16 low bits below the bucket, one bitmap row per bucket
 RANK_LOW_MASK = (1 << RANK_LOW_BITS) - 1
 RANK_ROW_WORDS = 1 << (RANK_LOW_BITS - 6)  # 64-bit words of a bitmap row
+NUM_LOW_VALUES = 1 << RANK_LOW_BITS
 BATCH = 1024  # keys looked up per call of slots_of_keys
 MERGE_MIN_SIZE = 64  # normal and anomalous keys of a searched bucket: sort and merge from here
 RADIX_MIN_SIZE = 1 << 15  # smaller lists of normal keys are sorted by comparison
@@ -553,11 +555,44 @@ def _sorted_low_keys(values, low_bits):  # pragma: no cover - compiled
     return source
 
 
+@nb.njit(inline="always", cache=True)
+def _cut_histogram(histogram, value, value_end, keys, first, local, width):  # pragma: no cover
+    """Add ``histogram[value:value_end]`` (counts of the low values of one float32 bucket) to
+    the bucket's slots: ``local[2 i + 1]`` its value equal to the bucket's i-th anomalous key
+    ``keys[first + i]``, ``local[2 i]`` the values strictly below that key and above the one
+    before (``local[width - 1]``: above the last)."""
+    for k in range(width):
+        if k & 1:
+            anomalous = np.int64(keys[first + (k >> 1)] & np.uint64(RANK_LOW_MASK))
+            if value <= anomalous < value_end:
+                local[k] += histogram[anomalous]
+            value = max(value, anomalous + 1)
+            continue
+        stop = value_end
+        if k < width - 1:
+            stop = min(stop, np.int64(keys[first + (k >> 1)] & np.uint64(RANK_LOW_MASK)))
+        total = 0
+        for low in range(value, stop):
+            total += np.int64(histogram[low])
+        local[k] += total
+        value = max(value, stop)
+
+
+@nb.njit(inline="always", cache=True)
+def _add_local_slots(local, width, bottom, group, neg, edge_count):  # pragma: no cover
+    """Add a bucket's slots counted in ``local`` (slot ``bottom + k`` at ``k``) to ``neg``,
+    its two edge slots (shared with other buckets) to ``edge_count[group]``."""
+    edge_count[group, 0] += local[0]
+    edge_count[group, 1] += local[width - 1]
+    for k in range(1, width - 1):
+        neg[bottom + k] += local[k]
+
+
 @nb.njit(parallel=True, cache=True)
 def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, neg_low, dense,
                         whole, shift, keys, bucket_start, bucket_row, table, neg, track,
-                        gap_lowest, edge_count, edge_lowest,
-                        num_chunks):  # pragma: no cover - compiled
+                        gap_lowest, edge_count, edge_lowest, num_chunks,
+                        histogram_min_keys):  # pragma: no cover - compiled
     """Count the normal pixels of an accumulator's state by slot (:func:`slots_of_keys`).
 
     Job k is bucket ``job_bucket[k]``'s normal low keys ``neg_low[job_begin[k]:job_end[k]]``
@@ -569,8 +604,11 @@ def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, ne
     counted apart in ``edge_count[g, 0]`` and ``edge_count[g, 1]``, every other slot in
     ``neg``. A bucket without anomalous keys lies inside one gap (edge 0), added as a whole
     when ``whole``. When ``track``, ``gap_lowest[j]`` (``edge_lowest[g, 0 or 1]`` for the
-    edges) keeps the lowest normal key of gap j. A bucket with a bitmap row is ranked inline
-    (its row stays in cache), the others through buffers.
+    edges) keeps the lowest normal key of gap j. Unless ``track``, a dense row, or a job of at
+    least ``histogram_min_keys`` normal keys in a bucket with a bitmap row, is counted as a
+    histogram of its low values cut at the bucket's anomalous values (one increment per key,
+    one pass over the 65,536 values), another job of a bucket with a bitmap row key by key
+    (one word of its row, in cache), the others through buffers.
     """
     num_groups = group_start.shape[0] - 1
     for chunk in prange(num_chunks):
@@ -578,6 +616,7 @@ def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, ne
         multiplicity = np.empty(BATCH, dtype=np.int64)
         out = np.empty(BATCH, dtype=np.int64)
         local = np.empty(2 * RANK_ROW_WORDS * 64 + 1, dtype=np.int64)
+        low_histogram = np.empty(NUM_LOW_VALUES, dtype=np.uint32)  # < 2**32 keys per job
         for group in range(chunk, num_groups, num_chunks):
             bucket = job_bucket[group_start[group]]
             high = np.uint64(bucket) << shift
@@ -595,29 +634,34 @@ def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, ne
                         total += dense[dense_row, q] if dense_row >= 0 else 1
                     edge_count[group, 0] += total
                     continue
+                if not track and (dense_row >= 0 or (
+                        row >= 0 and end - begin >= histogram_min_keys)):
+                    # the bucket's low values as a histogram (in cache), cut at its anomalous
+                    # values into the slots of a bucket-sized array (bottom slot at 0)
+                    width = top - bottom + 1
+                    local[:width] = 0
+                    if dense_row >= 0:
+                        _cut_histogram(dense[dense_row], begin, end, keys,
+                                       bucket_start[bucket], local, width)
+                    else:
+                        low_histogram[:] = 0
+                        for q in range(begin, end):
+                            low_histogram[np.int64(neg_low[q])] += 1
+                        _cut_histogram(low_histogram, 0, NUM_LOW_VALUES, keys,
+                                       bucket_start[bucket], local, width)
+                    _add_local_slots(local, width, bottom, group, neg, edge_count)
+                    continue
                 if row >= 0 and not track:
                     # counted in a bucket-sized array first (in cache), bottom slot at 0
                     words = table[row]
                     width = top - bottom + 1
                     local[:width] = 0
-                    if dense_row >= 0:
-                        for q in range(begin, end):
-                            count = dense[dense_row, q]
-                            if count:
-                                low = np.uint64(q)
-                                word_index = np.int64(low >> np.uint64(6))
-                                local[_row_slot(words[word_index, 0],
-                                                words[word_index, 1] - below, low)] += count
-                    else:
-                        for q in range(begin, end):
-                            low = np.uint64(neg_low[q])
-                            word_index = np.int64(low >> np.uint64(6))
-                            local[_row_slot(words[word_index, 0], words[word_index, 1] - below,
-                                            low)] += 1
-                    edge_count[group, 0] += local[0]
-                    edge_count[group, 1] += local[width - 1]
-                    for k in range(1, width - 1):
-                        neg[bottom + k] += local[k]
+                    for q in range(begin, end):
+                        low = np.uint64(neg_low[q])
+                        word_index = np.int64(low >> np.uint64(6))
+                        local[_row_slot(words[word_index, 0], words[word_index, 1] - below,
+                                        low)] += 1
+                    _add_local_slots(local, width, bottom, group, neg, edge_count)
                     continue
                 # many normal keys against many searched anomalous keys (float64 scores):
                 # sorted, then merged with the anomalous keys instead of searched one by one
