@@ -6,6 +6,11 @@ reported apart. Extra peak memory is measured in a fresh subprocess per function
 of the resident-set high-water mark (``ru_maxrss``) over the loaded input, so numba's
 allocations are seen too.
 
+``--stages`` also splits the best ``set_metrics`` call into its kernel stages (labelling
+the regions, the bucket histograms, the counting sort of the low keys, ranking the anomalous
+keys, counting the normal keys by slot, the walk), each as seconds and x floor, the rest
+(validation, numpy glue) as "other".
+
 ``accumulator_b8`` feeds the maps to :class:`pimo.SetMetricsAccumulator` in random order, 8
 at a time, and computes every figure; its peak state is printed. ``--reference-src DIR``
 also times ``set_metrics(maps, masks)`` of another checkout's ``src`` folder (e.g. the main
@@ -17,6 +22,7 @@ Usage::
     python benchmarks/bench_setmetrics.py                 # 160 x 1024^2 float32 (41 normal)
     python benchmarks/bench_setmetrics.py --size 256      # a quick run
     python benchmarks/bench_setmetrics.py --reference-src ../main/src
+    python benchmarks/bench_setmetrics.py --stages --no-memory   # where the time goes
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 import pimo
+from pimo import _kernels
 from pimo._synthetic import make_example
 
 FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {
@@ -89,6 +96,53 @@ def paired_seconds(sources: list[str], maps_path: Path, masks_path: Path, repeat
                 env={**os.environ, "PYTHONPATH": src},
             )
             best[index] = min(best[index], float(child.stdout.strip().splitlines()[-1]))
+    return best
+
+
+STAGES = {
+    "regions (image_runs)": ("image_runs",),
+    "bucket histograms": ("bucket_counts",),
+    "counting sort of low keys": ("scatter_low_keys",),
+    "anomalous keys ranked": ("expand_keys", "rank_bucket_starts", "fill_rank_rows",
+                              "anomalous_slot_sums"),
+    "normal keys by slot": ("low_key_slot_counts",),
+    "walk": ("walk_gaps",),
+}
+
+
+def stage_seconds(maps: np.ndarray, masks: np.ndarray, repeats: int) -> dict[str, float]:
+    """Seconds of each kernel stage of the fastest of ``repeats`` ``set_metrics`` calls
+    (the kernels are wrapped in timers for the duration), the rest as "other"."""
+    spent: dict[str, float] = {}
+    originals = {name: getattr(_kernels, name) for names in STAGES.values() for name in names}
+
+    def timed(name: str, kernel: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            start = time.perf_counter()
+            try:
+                return kernel(*args)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+        return call
+
+    best: dict[str, float] = {}
+    try:
+        for name, kernel in originals.items():
+            setattr(_kernels, name, timed(name, kernel))
+        for _ in range(repeats):
+            spent.clear()
+            gc.collect()
+            start = time.perf_counter()
+            pimo.set_metrics(maps, masks, fpr_limits=(0.3, 0.05))
+            total = time.perf_counter() - start
+            if not best or total < best["total"]:
+                best = {stage: sum(spent.get(name, 0.0) for name in names)
+                        for stage, names in STAGES.items()}
+                best["other"] = total - sum(best.values())
+                best["total"] = total
+    finally:
+        for name, kernel in originals.items():
+            setattr(_kernels, name, kernel)
     return best
 
 
@@ -175,6 +229,8 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--reference-src", default=None,
                         help="time set_metrics of the pimo sources in this folder too")
+    parser.add_argument("--stages", action="store_true",
+                        help="split the best set_metrics call into its kernel stages")
     parser.add_argument("--memory", choices=sorted(FUNCTIONS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     maps_path, masks_path = data_paths(args)
@@ -235,6 +291,10 @@ def main() -> None:
         print(f"set_metrics (+ AP, F1-max) / reference set_metrics (AUROC + AUPROs), each in "
               "its own process, taking turns: "
               f"{times['set_metrics, own process'] / times['reference set_metrics']:.2f}")
+    if args.stages:
+        print("\nset_metrics by stage (the fastest call, kernels timed):")
+        for stage, seconds in stage_seconds(maps, masks, args.repeats).items():
+            print(f"  {stage:<30}{seconds:>9.3f}{seconds / floor:>10.1f}")
     print("targets: set_metrics with AP and F1-max <= 20x the floor (and <= 1.2x the reference "
           "set_metrics); extra peak <= 1.5x the input")
 
