@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from fractions import Fraction
 
@@ -251,3 +252,40 @@ def test_cli_threshold(tmp_path, capsys):
     code = main(["threshold", str(tmp_path / "maps.npy"), str(tmp_path / "masks.npy"),
                  "--fpr", "2"])
     assert code == 2 and "fpr must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_cli_threshold_mask_threshold_and_resize(tmp_path, capsys):
+    """0/255 masks and maps at half the masks' size: the threshold of the binarised masks and
+    the resized maps, and the file says how the inputs were prepared."""
+    from pimo.cli import main
+    from pimo.data.resize import resize_bilinear
+
+    maps, masks = pimo.make_example(6, 4, (64, 64), seed=5)
+    small = maps[:, ::2, ::2].copy()
+    np.save(tmp_path / "small.npy", small)
+    np.save(tmp_path / "masks255.npy", masks.astype(np.uint8) * 255)
+    base = ["threshold", str(tmp_path / "small.npy"), str(tmp_path / "masks255.npy"),
+            "--fpr", "1e-3"]
+    assert main(base + ["--resize"]) == 2
+    assert "--mask-threshold 0" in capsys.readouterr().err
+    assert main(base + ["--mask-threshold", "0"]) == 2
+    assert "--resize" in capsys.readouterr().err
+    output = tmp_path / "threshold.json"
+    code = main(base + ["--mask-threshold", "0", "--resize", "-o", str(output)])
+    out = capsys.readouterr().out
+    assert code == 0 and "maps resized to the masks" in out
+    expected = pimo.threshold_at([resize_bilinear(m, (64, 64)) for m in small], masks,
+                                 fpr=1e-3)
+    loaded = pimo.load_threshold(output)
+    assert loaded.threshold == expected.threshold
+    np.testing.assert_array_equal(loaded.fp_regions, expected.fp_regions)
+    saved = json.loads(output.read_text())
+    assert saved["mask_threshold"] == 0 and saved["resize"].startswith("bilinear")
+    # maps already at the masks' size: --resize changes nothing and is not recorded
+    np.save(tmp_path / "maps.npy", maps)
+    code = main(["threshold", str(tmp_path / "maps.npy"), str(tmp_path / "masks255.npy"),
+                 "--fpr", "1e-3", "--mask-threshold", "0", "--resize", "-o", str(output)])
+    capsys.readouterr()
+    assert code == 0 and "resize" not in json.loads(output.read_text())
+    assert pimo.load_threshold(output).threshold == pimo.threshold_at(
+        maps, masks, fpr=1e-3).threshold

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,75 @@ def load_ignore_masks(path: Path, masks: np.ndarray, *, paths: list[str] | None 
     return np.broadcast_to(ignore, masks.shape)
 
 
+MASK_THRESHOLD_HELP = ("Binarise the masks: pixels > T are anomalous (e.g. 0 for 0/255 masks, "
+                       "0.5 for soft masks); by default masks must be 0/1 or bool.")
+RESIZE_HELP = ("Resize each map to its mask's size first (bilinear, as torch's interpolate with "
+               "align_corners=False, the paper's protocol).")
+
+
+def stack_input_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by the commands reading MAPS and MASKS stacks: --mask-threshold,
+    --resize and --ignore-masks (their values reach :func:`load_stacks`)."""
+    for option in reversed((
+        click.option("--mask-threshold", type=float, default=None, metavar="T",
+                     help=MASK_THRESHOLD_HELP),
+        click.option("--resize", is_flag=True, help=RESIZE_HELP),
+        click.option("--ignore-masks", "ignore_masks_path", type=click.Path(path_type=Path),
+                     default=None, metavar="PATH",
+                     help=IGNORE_MASKS_HELP + " Binarised by --mask-threshold and resized "
+                          "(nearest) by --resize like the masks."),
+    )):
+        command = option(command)
+    return command
+
+
+@dataclass
+class StackInputs:
+    """MAPS and MASKS as the metrics take them, and how they were prepared (for the files)."""
+
+    anomaly_maps: Any
+    masks: Any
+    paths: list[str] | None
+    ignore_masks: Any
+    settings: dict[str, Any]
+
+    def describe(self, title: str) -> str:
+        """``title`` followed by what was done to the inputs, if anything."""
+        if "ignore_masks" in self.settings:
+            title += f", without the pixels of {self.settings['ignore_masks']}"
+        if "resize" in self.settings:
+            title += ", maps resized to the masks"
+        return title
+
+
+def load_stacks(maps: Path, masks: Path, *, mask_threshold: float | None, resize: bool,
+                ignore_masks_path: Path | None) -> StackInputs:
+    """Read MAPS and MASKS (and --ignore-masks), binarise the masks with ``mask_threshold``
+    and, with ``resize``, resize the maps (bilinear) and the ignore masks (nearest) to the
+    masks. ``settings`` records what was applied (``mask_threshold``, ``resize``,
+    ``ignore_masks``), for the files written: a threshold chosen on resized maps only holds
+    for maps resized the same way."""
+    anomaly_maps, paths = _load_stack(maps, _MAP_KEYS, "maps")
+    ground_truth, mask_paths = _load_stack(masks, _MASK_KEYS, "masks")
+    paths = paths or mask_paths
+    settings: dict[str, Any] = {}
+    if mask_threshold is not None:
+        ground_truth = binarise_masks(ground_truth, mask_threshold)
+        settings["mask_threshold"] = mask_threshold
+    ignore_masks = None
+    if ignore_masks_path is not None:
+        ignore_masks = load_ignore_masks(ignore_masks_path, ground_truth, paths=paths,
+                                         mask_threshold=mask_threshold, resize=resize)
+        settings["ignore_masks"] = str(ignore_masks_path)
+    if resize:
+        resized = resize_maps_to_masks(anomaly_maps, ground_truth)
+        if any(np.shape(before) != after.shape
+               for before, after in zip(anomaly_maps, resized, strict=True)):
+            settings["resize"] = "bilinear, to each mask's size (align_corners=False)"
+        anomaly_maps = resized
+    return StackInputs(anomaly_maps, ground_truth, paths, ignore_masks, settings)
+
+
 def _print_summary(result: Any, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -199,18 +269,9 @@ def _print_summary(result: Any, title: str) -> None:
 @click.option("--num-thresholds", type=int, default=None,
               help="Grid mode with K thresholds (reproduces the official implementation); "
                    "default: exact mode.")
-@click.option("--mask-threshold", type=float, default=None, metavar="T",
-              help="Binarise the masks: pixels > T are anomalous (e.g. 0 for 0/255 masks, "
-                   "0.5 for soft masks); by default masks must be 0/1 or bool.")
-@click.option("--resize", is_flag=True,
-              help="Resize each map to its mask's size first (bilinear, as torch's "
-                   "interpolate with align_corners=False, the paper's protocol).")
 @click.option("--auimo", "with_auimo", is_flag=True,
               help="Score with the IoU curve (AUIMO) instead of the TPR.")
-@click.option("--ignore-masks", "ignore_masks_path", type=click.Path(path_type=Path),
-              default=None, metavar="PATH",
-              help=IGNORE_MASKS_HELP + " Binarised by --mask-threshold and resized (nearest) "
-                   "by --resize like the masks.")
+@stack_input_options
 @click.option("--example", is_flag=True,
               help="Run on a small generated example instead of MAPS and MASKS.")
 def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
@@ -236,25 +297,22 @@ def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
     if example:
         if maps is not None or masks is not None:
             raise click.UsageError("--example replaces MAPS and MASKS; give one or the other.")
+        if mask_threshold is not None or resize or ignore_masks_path is not None:
+            raise click.UsageError("--example takes no --mask-threshold, --resize or "
+                                   "--ignore-masks (its masks are binary, its maps full size).")
         anomaly_maps, ground_truth = pimo.make_example(20, 20, (256, 256), seed=0)
         paths = [f"{'good' if i < 20 else 'defect'}/{i:03d}.png" for i in range(40)]
         title = "AUPIMO on the built-in example (40 synthetic 256x256 maps)"
+        ignore_masks = None
+        settings: dict[str, Any] = {}
     else:
         if maps is None or masks is None:
             raise click.UsageError("Give MAPS and MASKS files, or --example.")
-        anomaly_maps, paths = _load_stack(maps, _MAP_KEYS, "maps")
-        ground_truth, mask_paths = _load_stack(masks, _MASK_KEYS, "masks")
-        paths = paths or mask_paths
-        title = f"{'AUIMO' if with_auimo else 'AUPIMO'} of {maps}"
-    if mask_threshold is not None:
-        ground_truth = binarise_masks(ground_truth, mask_threshold)
-    ignore_masks = None
-    if ignore_masks_path is not None:
-        ignore_masks = load_ignore_masks(ignore_masks_path, ground_truth, paths=paths,
-                                         mask_threshold=mask_threshold, resize=resize)
-        title += f", without the pixels of {ignore_masks_path}"
-    if resize:
-        anomaly_maps = resize_maps_to_masks(anomaly_maps, ground_truth)
+        inputs = load_stacks(maps, masks, mask_threshold=mask_threshold, resize=resize,
+                             ignore_masks_path=ignore_masks_path)
+        anomaly_maps, ground_truth, paths = inputs.anomaly_maps, inputs.masks, inputs.paths
+        ignore_masks, settings = inputs.ignore_masks, inputs.settings
+        title = inputs.describe(f"{'AUIMO' if with_auimo else 'AUPIMO'} of {maps}")
     skip_numba_blas_probe()
     metric = pimo.auimo if with_auimo else pimo.aupimo
     with warnings.catch_warnings(record=True) as caught:
@@ -265,8 +323,7 @@ def aupimo_command(maps: Path | None, masks: Path | None, output: Path | None,
         click.echo(f"warning: {warning.message}", err=True)
     _print_summary(result, title)
     if output is not None:
-        if ignore_masks_path is not None:
-            result = replace(result, extra={**result.extra,
-                                            "ignore_masks": str(ignore_masks_path)})
+        if settings:
+            result = replace(result, extra={**result.extra, **settings})
         written = result.save(output)
         click.echo(f"wrote {written}")

@@ -9,13 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from pimo._validate import THRESHOLD_KINDS
-from pimo.cli.aupimo_cmd import (
-    _MAP_KEYS,
-    _MASK_KEYS,
-    IGNORE_MASKS_HELP,
-    _load_stack,
-    load_ignore_masks,
-)
+from pimo.cli.aupimo_cmd import load_stacks, stack_input_options
 
 if TYPE_CHECKING:
     from pimo.thresholds import OperatingThreshold
@@ -69,38 +63,38 @@ def _print_result(result: OperatingThreshold, title: str) -> None:
                    "target (default 1).")
 @click.option("--connectivity", type=int, default=None,
               help="FP-region connectivity (4 or 8 in 2-D); default 8.")
-@click.option("--ignore-masks", "ignore_masks_path", type=click.Path(path_type=Path),
-              default=None, metavar="PATH", help=IGNORE_MASKS_HELP)
+@stack_input_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the threshold and its per-image results (JSON) here.")
 def threshold_command(maps: Path, masks: Path, target_fpr: float, kind: str,
                       share: float | None, connectivity: int | None,
+                      mask_threshold: float | None, resize: bool,
                       ignore_masks_path: Path | None, output: Path | None) -> None:
     """Choose an operating threshold on the normal images of MAPS and MASKS.
 
     MAPS and MASKS are .npy/.npz stacks of shape (N, H, W), as for `pimo aupimo`; all-zero
     masks mark the normal images, which alone choose the threshold. Prints the threshold and
-    what it gives on every image (TPR, IoU, F1, FPR, false-positive regions). Example:
+    what it gives on every image (TPR, IoU, F1, FPR, false-positive regions). The JSON
+    written with -o records --mask-threshold, --resize and --ignore-masks: a threshold chosen
+    on resized maps holds for maps resized the same way. Example:
 
     \b
         pimo threshold maps.npy masks.npy --fpr 1e-4 -o threshold.json
         pimo threshold maps.npy masks.npy --fpr 1e-4 --ignore-masks border.npy
+        pimo threshold small_maps.npy masks_0_255.npy --fpr 1e-4 --resize --mask-threshold 0
     """
     import pimo
+    from pimo._io import check_output_file
 
-    anomaly_maps, paths = _load_stack(maps, _MAP_KEYS, "maps")
-    ground_truth, mask_paths = _load_stack(masks, _MASK_KEYS, "masks")
-    paths = paths or mask_paths
-    title = f"Operating threshold of {maps}"
-    ignore_masks = None
-    if ignore_masks_path is not None:
-        ignore_masks = load_ignore_masks(ignore_masks_path, ground_truth, paths=paths)
-        title += f", without the pixels of {ignore_masks_path}"
-    result = pimo.threshold_at(anomaly_maps, ground_truth, fpr=target_fpr, kind=kind,
-                               share=share, paths=paths, connectivity=connectivity,
-                               ignore_masks=ignore_masks)
-    if ignore_masks_path is not None:
-        result = replace(result, extra={**result.extra, "ignore_masks": str(ignore_masks_path)})
-    _print_result(result, title)
+    if output is not None:
+        check_output_file(output, "threshold file")
+    inputs = load_stacks(maps, masks, mask_threshold=mask_threshold, resize=resize,
+                         ignore_masks_path=ignore_masks_path)
+    result = pimo.threshold_at(inputs.anomaly_maps, inputs.masks, fpr=target_fpr, kind=kind,
+                               share=share, paths=inputs.paths, connectivity=connectivity,
+                               ignore_masks=inputs.ignore_masks)
+    if inputs.settings:
+        result = replace(result, extra={**result.extra, **inputs.settings})
+    _print_result(result, inputs.describe(f"Operating threshold of {maps}"))
     if output is not None:
         click.echo(f"wrote {result.save(output)}")
