@@ -266,12 +266,12 @@ def test_cli_threshold_mask_threshold_and_resize(tmp_path, capsys):
     np.save(tmp_path / "masks255.npy", masks.astype(np.uint8) * 255)
     base = ["threshold", str(tmp_path / "small.npy"), str(tmp_path / "masks255.npy"),
             "--fpr", "1e-3"]
-    assert main(base + ["--resize"]) == 2
+    assert main([*base, "--resize"]) == 2
     assert "--mask-threshold 0" in capsys.readouterr().err
-    assert main(base + ["--mask-threshold", "0"]) == 2
+    assert main([*base, "--mask-threshold", "0"]) == 2
     assert "--resize" in capsys.readouterr().err
     output = tmp_path / "threshold.json"
-    code = main(base + ["--mask-threshold", "0", "--resize", "-o", str(output)])
+    code = main([*base, "--mask-threshold", "0", "--resize", "-o", str(output)])
     out = capsys.readouterr().out
     assert code == 0 and "maps resized to the masks" in out
     expected = pimo.threshold_at([resize_bilinear(m, (64, 64)) for m in small], masks,

@@ -203,7 +203,7 @@ def test_metrics_equal_the_one_shot_functions():
     check_real_metrics(values, {name: m.result() for name, m in metrics.items()}, maps, masks)
 
 
-@pytest.mark.parametrize("layout", ["tensors", "channel_axis", "numpy_lists"])
+@pytest.mark.parametrize("layout", ["tensors", "channel_axis", "numpy_lists", "anomalib_batch"])
 def test_metrics_with_ignore_masks_equal_the_functions_with_ignore_masks(layout):
     maps, masks = example(seed=6)
     ignore_masks = np.stack(draw_ignore_masks(maps, masks, seed=6, density=0.3))
@@ -217,6 +217,9 @@ def test_metrics_with_ignore_masks_equal_the_functions_with_ignore_masks(layout)
                               for array in (maps, masks, ignore_masks))
             if layout == "channel_axis":  # (B, 1, H, W) maps and ignore masks, (B, H, W) masks
                 arguments = (arguments[0][:, None], arguments[1], arguments[2][:, None])
+            if layout == "anomalib_batch":  # update(batch, ignore_masks=...)
+                arguments = (SimpleNamespace(anomaly_map=arguments[0][:, None],
+                                             gt_mask=arguments[1]), None, arguments[2])
         for metric in metrics.values():
             metric.update(arguments[0], arguments[1], ignore_masks=arguments[2])
     values = {name: metric.compute() for name, metric in metrics.items()}

@@ -141,7 +141,8 @@ class AccumulatorMetric(Metric):
     # -- torchmetrics ---------------------------------------------------------------------
     def update(self, anomaly_maps: Any, masks: Any = None, ignore_masks: Any = None) -> None:
         """Add a batch: ``update(batch)`` (fields ``anomaly_map``, ``gt_mask``) or
-        ``update(anomaly_maps, masks)``.
+        ``update(anomaly_maps, masks)``; ``update(batch, ignore_masks=...)`` with ignore masks
+        (anomalib batches have no such field).
 
         Maps ``(B, H, W)``, ``(B, 1, H, W)``, ``(B, D, H, W)`` or a list of maps of mixed sizes,
         numpy or torch on any device (summarised there); masks binary, same layout. Normal
