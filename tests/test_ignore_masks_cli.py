@@ -187,7 +187,39 @@ def test_bad_ignore_masks_are_named(files, capsys, command):
              paths=np.array([f"other/{i}.png" for i in range(len(maps))]))
     code, _, err = run([name, folder / "maps.npz", folder / "masks.npy", *options,
                         "--ignore-masks", folder / "listed.npz"], capsys)
-    assert code == 2 and "lists other images than the maps: its entry 0 is 'other/0.png'" in err
+    assert code == 2 and ("lists other images than the maps, or in another order: its entry 0 "
+                          "is 'other/0.png'") in err
+    # masks listing the same images in another order: refused, never paired by row
+    order = np.r_[1:len(maps), 0]
+    np.savez(folder / "shuffled.npz", masks=masks[order],
+             paths=np.array([f"{'good' if i < 5 else 'bad'}/{i}.png" for i in order]))
+    code, _, err = run([name, folder / "maps.npz", folder / "shuffled.npz", *options], capsys)
+    assert code == 2 and "Masks file" in err and "its entry 0 is 'good/1.png'" in err, err
+
+
+@pytest.mark.parametrize("command", [["aupimo", "--fpr-bounds", "1e-3", "1e-2"],
+                                     ["threshold", "--fpr", "1e-3"]])
+def test_a_binary_ignore_mask_survives_the_mask_threshold(files, capsys, command, tmp_path):
+    """0/255 masks binarised at 127 and a bool (or 0/1) ignore mask: the ignore mask is
+    already binary and stays as it is (thresholding it at 127 would ignore nothing)."""
+    folder, maps, masks, border, *_ = files
+    name, *options = command
+    np.save(folder / "masks255.npy", masks.astype(np.uint8) * 255)
+    for ignore in (border, border.astype(np.uint8)):
+        np.save(folder / "border.npy", ignore)
+        output = tmp_path / f"{name}.json"
+        code, _, err = run([name, folder / "maps.npz", folder / "masks255.npy", *options,
+                            "--mask-threshold", "127", "--ignore-masks", folder / "border.npy",
+                            "-o", output], capsys)
+        assert code == 0, err
+        ignore_masks = np.broadcast_to(border, maps.shape)
+        if name == "aupimo":
+            expected = pimo.aupimo(maps, masks, fpr_bounds=(1e-3, 1e-2),
+                                   ignore_masks=ignore_masks)
+            np.testing.assert_array_equal(pimo.load_aupimo(output).aupimos, expected.aupimos)
+        else:
+            expected = pimo.threshold_at(maps, masks, fpr=1e-3, ignore_masks=ignore_masks)
+            assert pimo.load_threshold(output).threshold == expected.threshold
 
 
 def test_a_single_mask_of_the_wrong_size_suggests_resize(files, capsys):

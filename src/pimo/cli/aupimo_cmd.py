@@ -68,6 +68,35 @@ def _load_stack(path: Path, keys: tuple[str, ...], what: str) -> tuple[Any, list
         ) from error
 
 
+def require_same_images(what: str, path: Path, listed: list[str] | None,
+                        maps_paths: list[str] | None) -> None:
+    """Refuse a stack whose ``paths`` differ from the maps' (the rows would pair images wrongly).
+
+    Raises
+    ------
+    PimoValueError
+        Naming the first entry that differs in both lists.
+    """
+    if listed is None or maps_paths is None or listed == maps_paths:
+        return
+    index = next((i for i, (ours, theirs) in enumerate(zip(listed, maps_paths, strict=False))
+                  if ours != theirs), min(len(listed), len(maps_paths)))
+
+    def entry(names: list[str]) -> str:
+        return repr(names[index]) if index < len(names) else "missing"
+
+    raise PimoValueError(
+        f"{what} file {str(path)!r} lists other images than the maps, or in another order: "
+        f"its entry {index} is {entry(listed)}, the maps' is {entry(maps_paths)}. Rows are "
+        f"paired by position: store the {what.lower()} in the maps' order (or without "
+        "'paths').",
+        image_index=index, path=str(path))
+
+
+def _is_binary(array: np.ndarray) -> bool:
+    return array.dtype == np.bool_ or bool(np.all((array == 0) | (array == 1)))
+
+
 def binarise_masks(masks: Any, threshold: float) -> np.ndarray:
     """``masks > threshold``: binary masks from 0/255 images or soft masks."""
     return np.asarray(masks) > threshold
@@ -113,7 +142,8 @@ def load_ignore_masks(path: Path, masks: np.ndarray, *, paths: list[str] | None 
     ``ignore_masks``/``ignore``, or its only array): a stack with one ignore mask per image,
     or a single mask (shape ``masks.shape[1:]``, or a stack of one) that applies to every
     image, repeated with :func:`numpy.broadcast_to` (no copy). Like the masks, it is binarised
-    with ``mask_threshold`` (``ignore > T``) when one is given; with ``resize`` an ignore mask
+    with ``mask_threshold`` (``ignore > T``) when one is given, unless it is binary already
+    (bool or 0/1: a 0/1 border mask stays one under ``T = 127``); with ``resize`` an ignore mask
     whose (H, W) differs from its mask's is resized to it (nearest, as torch's
     ``interpolate(mode="nearest")``). Counts, shapes and values of a stack are left to the
     library's checks, whose errors name the image.
@@ -130,20 +160,8 @@ def load_ignore_masks(path: Path, masks: np.ndarray, *, paths: list[str] | None 
     from pimo.data.resize import resize_nearest
 
     ignore, ignore_paths = _load_stack(path, _IGNORE_KEYS, "ignore masks")
-    if paths is not None and ignore_paths is not None and ignore_paths != paths:
-        index = next((i for i, (ours, theirs) in enumerate(zip(ignore_paths, paths,
-                                                                 strict=False))
-                      if ours != theirs), min(len(ignore_paths), len(paths)))
-
-        def entry(names: list[str]) -> str:
-            return repr(names[index]) if index < len(names) else "missing"
-
-        raise PimoValueError(
-            f"Ignore masks file {str(path)!r} lists other images than the maps: its entry "
-            f"{index} is {entry(ignore_paths)}, the maps' is {entry(paths)}. Store the ignore "
-            "masks in the maps' order (or without 'paths').",
-            image_index=index, path=str(path))
-    if mask_threshold is not None:
+    require_same_images("Ignore masks", path, ignore_paths, paths)
+    if mask_threshold is not None and not _is_binary(ignore):
         ignore = binarise_masks(ignore, mask_threshold)
     masks = np.asarray(masks)
     single = ignore.ndim == masks.ndim - 1 or (ignore.ndim == masks.ndim and len(ignore) == 1)
@@ -215,9 +233,11 @@ def load_stacks(maps: Path, masks: Path, *, mask_threshold: float | None, resize
     and, with ``resize``, resize the maps (bilinear) and the ignore masks (nearest) to the
     masks. ``settings`` records what was applied (``mask_threshold``, ``resize``,
     ``ignore_masks``), for the files written: a threshold chosen on resized maps only holds
-    for maps resized the same way."""
+    for maps resized the same way. Stacks that list their images' ``paths`` must list the
+    same images in the same order (rows are paired by position)."""
     anomaly_maps, paths = _load_stack(maps, _MAP_KEYS, "maps")
     ground_truth, mask_paths = _load_stack(masks, _MASK_KEYS, "masks")
+    require_same_images("Masks", masks, mask_paths, paths)
     paths = paths or mask_paths
     settings: dict[str, Any] = {}
     if mask_threshold is not None:
