@@ -377,3 +377,41 @@ def test_pt_map_without_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     (tmp_path / "map.pt").write_bytes(b"x")
     with pytest.raises(DatasetError, match="needs PyTorch"):
         read_map_file(tmp_path / "map.pt")
+
+
+def test_folder_masks_with_upper_case_extensions_are_found(tmp_path: Path) -> None:
+    """``masks/bad/000.TIF`` is the mask of ``images/bad/000.png`` (never an orphan whose
+    image would then count as normal)."""
+    maps, masks = _example(seed=4)
+    rng = np.random.default_rng(4)
+    root = tmp_path / "folder"
+    paths = []
+    extensions = [".TIF", ".Png", ".PNG", ".tiff", ".JPEG"]
+    for index in range(len(maps)):
+        relative = f"images/{'bad' if masks[index].any() else 'good'}/{index:03d}.png"
+        _save_png(root / relative, _image(rng))
+        if masks[index].any():
+            ext = extensions[index % len(extensions)]
+            mask = masks[index].astype(np.uint8) * 255
+            target = root / f"masks/bad/{index:03d}{ext}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask).save(target, format="TIFF" if "TIF" in ext.upper() else
+                                       "JPEG" if "JP" in ext.upper() else "PNG",
+                                       **({"quality": 100} if "JP" in ext.upper() else {}))
+        paths.append(relative)
+    maps, masks = maps[np.argsort(paths)], masks[np.argsort(paths)]
+    paths = sorted(paths)
+    write_maps(tmp_path / "maps", maps, paths)
+    result = evaluate_dataset(f"folder:{root}", tmp_path / "maps", fpr_bounds=(1e-3, 1e-2),
+                              mask_threshold=127)
+    assert [image.anomalous for image in result.images] == [bool(m.any()) for m in masks]
+    _check_same(result, maps, masks, paths)
+
+
+def test_mvtec_mask_of_a_good_image_is_a_problem(tmp_path: Path, dataset) -> None:
+    paths = dataset[2]
+    good = next(path for path in paths if "/good/" in path)
+    mask = tmp_path / "data" / "bottle" / "ground_truth" / "good" / f"{Path(good).stem}_mask.png"
+    _save_png(mask, np.full(SIZE, 255, dtype=np.uint8))
+    with pytest.raises(DatasetError, match=r"ground_truth/good/.*is for a normal image"):
+        _evaluate(tmp_path)

@@ -126,12 +126,22 @@ def _image_files_recursive(folder: Path) -> list[Path]:
 
 
 def _find_mask(folder: Path, stem: str, suffixes: Iterable[str] = ("_mask", "")) -> Path | None:
-    """The mask of image ``stem`` in ``folder``: ``<stem>_mask.<ext>`` or ``<stem>.<ext>``."""
+    """The mask of image ``stem`` in ``folder``: ``<stem>_mask.<ext>`` or ``<stem>.<ext>``,
+    ``<ext>`` any image extension in any case (``.png``, ``.TIF``, ``.Jpg``, ...)."""
     for suffix in suffixes:
         for ext in (".png", ".PNG", ".bmp", ".tif", ".tiff", ".jpg", ".JPG", ".jpeg"):
             candidate = folder / f"{stem}{suffix}{ext}"
             if candidate.exists():  # not only regular files: the reader reports the others
                 return candidate
+    if not folder.is_dir():
+        return None
+    by_name: dict[str, Path] = {}  # the other spellings of the extensions (.TIF, .Png, ...)
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."):
+            by_name.setdefault(path.stem, path)
+    for suffix in suffixes:
+        if f"{stem}{suffix}" in by_name:
+            return by_name[f"{stem}{suffix}"]
     return None
 
 
@@ -284,18 +294,16 @@ class MVTecLayout(DatasetLayout):
                     continue
                 used_masks.add(mask)
                 samples.append(Sample(relative, image, mask, defect))
-            if defect != self.normal_defect:
-                for mask in _image_files(truth_dir / defect):
-                    if mask not in used_masks:
-                        relative = _relative(mask, self.root)
-                        problems.append(
-                            Problem(
-                                "orphan-mask",
-                                relative,
-                                f"the mask {relative} has no image in "
-                                f"{_relative(test_dir / defect, self.root)}/.",
-                            )
-                        )
+            for mask in _image_files(truth_dir / defect):
+                if mask not in used_masks:
+                    relative = _relative(mask, self.root)
+                    message = (f"the mask {relative} has no image in "
+                               f"{_relative(test_dir / defect, self.root)}/.")
+                    if defect == self.normal_defect:
+                        message = (f"the mask {relative} is for a normal image: the images of "
+                                   f"test/{defect}/ are normal (no mask) in this layout. Remove "
+                                   "it, or move its image to a defect folder.")
+                    problems.append(Problem("orphan-mask", relative, message))
         return Scan(sorted(samples, key=lambda s: s.relative_path), problems)
 
 
