@@ -415,3 +415,20 @@ def test_mvtec_mask_of_a_good_image_is_a_problem(tmp_path: Path, dataset) -> Non
     _save_png(mask, np.full(SIZE, 255, dtype=np.uint8))
     with pytest.raises(DatasetError, match=r"ground_truth/good/.*is for a normal image"):
         _evaluate(tmp_path)
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_transposed_maps_are_a_problem(tmp_path: Path, dataset, scale: int) -> None:
+    """Maps saved as (W, H), at the image's size or smaller, are refused (they would be
+    stretched onto the wrong pixels); square maps of these non-square images are not."""
+    maps, _, paths = dataset
+    full = np.stack([np.asarray(Image.fromarray(m).resize(SIZE[::-1])) for m in maps])
+    for anomaly_map, relative in zip(full, paths, strict=True):
+        np.save(tmp_path / "maps" / Path(relative).with_suffix(".npy"),
+                anomaly_map.T[::scale, ::scale])
+    with pytest.raises(DatasetError, match=r"turned by 90 degrees.*anomaly_map\.T") as info:
+        _evaluate(tmp_path)
+    assert f"is {SIZE[0] // scale}x{SIZE[1] // scale} (width x height)" in str(info.value)
+    for anomaly_map, relative in zip(full, paths, strict=True):
+        np.save(tmp_path / "maps" / Path(relative).with_suffix(".npy"), anomaly_map[:32, :32])
+    assert len(_evaluate(tmp_path).paths) == len(paths)

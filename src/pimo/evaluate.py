@@ -412,6 +412,19 @@ def _check_sample(
     return _Checked(size, anomalous, tuple(problems))
 
 
+def _looks_transposed(map_shape: tuple[int, ...], image_size: tuple[int, int]) -> bool:
+    """A map whose height/width is the image's width/height (within 2 %, rounding), for a
+    non-square image: a (W, H) array. A square map of a non-square image (the usual model
+    input) is not."""
+    height, width = image_size
+    map_height, map_width = map_shape
+    if min(height, width, map_height, map_width) <= 0:
+        return False
+    map_ratio, image_ratio = map_height / map_width, height / width
+    return (abs(map_ratio * image_ratio - 1.0) <= 0.02
+            and abs(map_ratio / image_ratio - 1.0) > 0.02)
+
+
 def _load_map(source: MapSource, job: _Job, target: tuple[int, int]) -> np.ndarray:
     anomaly_map = source.load(job.entry)
     finite = np.isfinite(anomaly_map)
@@ -425,6 +438,20 @@ def _load_map(source: MapSource, job: _Job, target: tuple[int, int]) -> np.ndarr
                 f"the map {job.entry.name} in {source.location} (image "
                 f"{job.sample.relative_path}) has {bad} {kinds} value(s); anomaly maps must be "
                 "finite.",
+            )
+        )
+    if anomaly_map.ndim == 2 and _looks_transposed(anomaly_map.shape, job.size):
+        map_height, map_width = anomaly_map.shape
+        raise FileProblemError(
+            Problem(
+                "map-shape",
+                job.sample.relative_path,
+                f"the map {job.entry.name} in {source.location} is {map_width}x{map_height} "
+                f"(width x height) but its image {job.sample.relative_path} is "
+                f"{job.size[1]}x{job.size[0]}: the map's aspect ratio is the image's turned "
+                "by 90 degrees, so it was saved as (W, H) instead of (H, W), and resizing "
+                "would stretch it onto the wrong pixels. Save the maps as (H, W) arrays "
+                "(anomaly_map.T for these).",
             )
         )
     if anomaly_map.dtype == np.float64:  # float32 scores stored as float64: read as float32
