@@ -270,6 +270,27 @@ def test_align_scores_matches_paths_with_different_prefixes() -> None:
     assert aligned.num_images == 2 and aligned.num_anomalous == 1
 
 
+def test_align_scores_refuses_bare_names_shared_by_several_images() -> None:
+    """'000.png' ends both 'crack/000.png' and 'hole/000.png': pairing by position could set
+    two different images side by side, so bare names are refused when they are ambiguous
+    (and still accepted when every name is unique)."""
+    scores = [0.5, 0.6, NAN]
+    ours = AupimoResult(np.array(scores), np.array([1, 1, 0]),
+                        paths=["crack/000.png", "hole/000.png", "good/001.png"])
+    bare = AupimoResult(np.array([0.6, 0.5, NAN]), np.array([1, 1, 0]),
+                        paths=["000.png", "000.png", "001.png"])
+    with pytest.raises(ImageListMismatchError,
+                       match=r"image 0 is '000.png' .* any of 2 images \('crack/000.png', "
+                             r"'hole/000.png'\)") as info:
+        stats.align_scores({"ours": ours, "bare": bare})
+    assert info.value.image_index == 0
+    unique = AupimoResult(np.array(scores), np.array([1, 1, 0]),
+                          paths=["crack/000.png", "hole/002.png", "good/001.png"])
+    aligned = stats.align_scores({"unique": unique, "bare": AupimoResult(
+        np.array(scores), np.array([1, 1, 0]), paths=["000.png", "002.png", "001.png"])})
+    assert aligned.num_anomalous == 2
+
+
 def test_align_scores_rejects_different_lengths() -> None:
     with pytest.raises(ImageListMismatchError, match="'b' has 2 scores but 'a' has 3"):
         stats.align_scores({"a": [0.1, 0.2, 0.3], "b": [0.1, 0.2]})

@@ -181,12 +181,41 @@ def _paths_match(path_a: str, path_b: str) -> bool:
     root (``broken_large/000.png``) matches the same image under a longer prefix
     (``MVTec/bottle/test/broken_large/000.png``).
     """
-    parts_a = PurePosixPath(path_a.replace("\\", "/")).parts
-    parts_b = PurePosixPath(path_b.replace("\\", "/")).parts
+    parts_a, parts_b = _path_parts(path_a), _path_parts(path_b)
     shortest = min(len(parts_a), len(parts_b))
     if shortest == 0:
         return len(parts_a) == len(parts_b)
     return parts_a[-shortest:] == parts_b[-shortest:]
+
+
+def _path_parts(path: str) -> tuple[str, ...]:
+    return PurePosixPath(path.replace("\\", "/")).parts
+
+
+def _ambiguous_pair(paths_a: Sequence[str], paths_b: Sequence[str]
+                    ) -> tuple[int, str, list[str]] | None:
+    """The first image whose pair of paths only matches on a suffix (e.g. the bare name
+    ``000.png``) that several images of either list share, with those images; None when
+    every pair names one image. Such a pair could be two different images
+    (``hole/000.png`` and ``crack/000.png`` both end in ``000.png``)."""
+    parts_a = [_path_parts(path) for path in paths_a]
+    parts_b = [_path_parts(path) for path in paths_b]
+    depths = [min(len(a), len(b)) for a, b in zip(parts_a, parts_b, strict=True)]
+    for depth in sorted(set(depths)):
+        if depth == 0:
+            continue
+        for parts, paths in ((parts_a, paths_a), (parts_b, paths_b)):
+            holders: dict[tuple[str, ...], list[int]] = {}
+            for index, one in enumerate(parts):
+                holders.setdefault(one[-depth:], []).append(index)
+            for index, one_a in enumerate(parts_a):
+                if depths[index] != depth:
+                    continue
+                shared = holders.get(one_a[-depth:], [])
+                if len(shared) > 1:
+                    short = paths_a[index] if len(one_a) == depth else paths_b[index]
+                    return index, short, [paths[other] for other in shared]
+    return None
 
 
 @dataclass(frozen=True)
@@ -344,6 +373,19 @@ def align_scores(
                         image_index=index,
                         path=path_b,
                     )
+        for model in path_models[1:]:
+            ambiguous = _ambiguous_pair(paths_of[first], paths_of[model])
+            if ambiguous is not None:
+                index, short, candidates = ambiguous
+                raise ImageListMismatchError(
+                    f"Models {first!r} and {model!r} cannot be paired image by image: image "
+                    f"{index} is {short!r} in one of them, which names any of "
+                    f"{len(candidates)} images ({', '.join(map(repr, candidates[:3]))}"
+                    f"{', ...' if len(candidates) > 3 else ''}). Store paths relative to the "
+                    "dataset root (e.g. 'test/crack/000.png') in every score file.",
+                    image_index=index,
+                    path=short,
+                )
     paths = tuple(paths_of[next(iter(paths_of))]) if paths_of else None
 
     stacked = np.stack(arrays)
