@@ -90,6 +90,33 @@ def test_maps_of_all_categories_under_a_collection_folder(tmp_path: Path, mvtec)
         assert (tmp_path / "out" / "mvtec" / category / "aupimo" / "aupimos.json").is_file()
 
 
+@pytest.mark.parametrize("stacked", [False, True])
+def test_maps_naming_no_category_are_not_reused_for_every_category(
+    tmp_path: Path, mvtec, capsys, stacked: bool
+) -> None:
+    """bottle's maps alone, as test/<defect>/<name>: with --categories all, cable would be
+    scored with bottle's maps (same names). Refused, naming the map and both categories."""
+    flat = tmp_path / "flat"
+    shutil.copytree(tmp_path / "maps" / "bottle", flat)
+    location = flat
+    if stacked:
+        files = sorted(flat.rglob("*.npy"))
+        location = tmp_path / "flat.npz"
+        np.savez(location, asmaps=np.stack([np.load(f) for f in files]),
+                 paths=np.array([f.relative_to(flat).with_suffix(".png").as_posix()
+                                 for f in files]))
+    args = _args(tmp_path, "--categories", "all", "--quiet")
+    args[args.index("--maps") + 1] = str(location)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "was matched to images of two categories" in err
+    assert "bottle/test/" in err and "cable/test/" in err and "MAPS/<category>/" in err
+    assert not (tmp_path / "out" / "mvtec").exists()  # nothing written
+    args = _args(tmp_path, "--category", "bottle", "--quiet")  # one category: its own maps
+    args[args.index("--maps") + 1] = str(location)
+    assert main(args) == 0
+
+
 def test_stray_map_of_the_category_in_a_stacked_file_is_reported(
     tmp_path: Path, mvtec, capsys
 ) -> None:

@@ -259,6 +259,7 @@ def run_evaluations(
             by_category = swept[keys[model]]
             results.append(by_category[category_name] if category_name is not None
                            else next(iter(by_category.values())))
+    _refuse_maps_shared_by_categories(results, [model for model, *_ in plan])
     done = []
     for result, (model, _, category_name, folder) in zip(results, plan, strict=True):
         result = dataclasses.replace(result, model=model)  # None: the maps folder's name
@@ -272,6 +273,40 @@ def run_evaluations(
             click.echo(f"skipped ({problem.kind}): {problem.message}", err=True)
         done.append((result, folder))
     return done
+
+
+def _refuse_maps_shared_by_categories(results: Sequence[EvaluationResult],
+                                      models: Sequence[str | None]) -> None:
+    """Refuse one map file (or stacked row) matched to images of two categories of a model.
+
+    That happens when the maps name no category (no ``MAPS/<category>/`` folder, no category
+    in their paths): every category then reads the same maps, and each but one is scored with
+    another category's maps.
+
+    Raises
+    ------
+    DatasetError
+        Naming the map, both categories and an image of each.
+    """
+    from pimo.data import DatasetError
+
+    seen: dict[tuple[str | None, str, str, int | None], tuple[str, str]] = {}
+    for result, model in zip(results, models, strict=True):
+        location = str(Path(result.maps_location).resolve())
+        for image in result.images:
+            key = (model, location, image.map, image.map_row)
+            first = seen.setdefault(key, (result.category, image.path))
+            if first[0] != result.category:
+                row = f" (row {image.map_row})" if image.map_row is not None else ""
+                raise DatasetError(
+                    f"The map {image.map}{row} in {result.maps_location} was matched to images "
+                    f"of two categories: {first[1]} ({first[0]!r}) and {image.path} "
+                    f"({result.category!r}). These maps name no category, so every category "
+                    "would be scored with the same maps. Put each category's maps in "
+                    "MAPS/<category>/ (or store paths that name the category), or evaluate "
+                    "one category at a time with its own --maps.",
+                    path=str(result.maps_location),
+                )
 
 
 def parse_maps_options(values: Sequence[str]) -> Path | dict[str, Path]:
