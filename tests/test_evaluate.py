@@ -432,3 +432,33 @@ def test_transposed_maps_are_a_problem(tmp_path: Path, dataset, scale: int) -> N
     for anomaly_map, relative in zip(full, paths, strict=True):
         np.save(tmp_path / "maps" / Path(relative).with_suffix(".npy"), anomaly_map[:32, :32])
     assert len(_evaluate(tmp_path).paths) == len(paths)
+
+
+def test_a_map_from_another_folder_is_not_matched_by_its_name(tmp_path: Path) -> None:
+    """Unique file names let a map match by name alone; but when the maps follow the
+    images' folders, one found in another folder (another image's, or a stray one) is a
+    problem, not its image's map. Flat maps (no folders) still match by name."""
+    maps, masks = _example(seed=6)
+    rng = np.random.default_rng(6)
+    root = tmp_path / "folder"
+    paths = []
+    for index in range(len(maps)):
+        folder = "bad" if masks[index].any() else "good"
+        relative = f"images/{folder}/img{index}.png"
+        _save_png(root / relative, _image(rng))
+        if masks[index].any():
+            _save_png(root / f"masks/bad/img{index}.png", masks[index].astype(np.uint8) * 255)
+        paths.append(relative)
+    order = np.argsort(paths)
+    maps, masks, paths = maps[order], masks[order], [paths[i] for i in order]
+    write_maps(tmp_path / "maps", maps, [p.removeprefix("images/") for p in paths])
+    moved = tmp_path / "maps" / "good" / "img0.npy"
+    moved.rename(tmp_path / "maps" / "bad" / "img0.npy")
+    with pytest.raises(DatasetError, match=r"bad/img0.npy .* matches the image "
+                                           r"images/good/img0.png by its name only"):
+        evaluate_dataset(f"folder:{root}", tmp_path / "maps", fpr_bounds=(1e-3, 1e-2),
+                         mask_threshold=0)
+    flat = tmp_path / "flat"
+    write_maps(flat, maps, [Path(p).name for p in paths])
+    result = evaluate_dataset(f"folder:{root}", flat, fpr_bounds=(1e-3, 1e-2), mask_threshold=0)
+    _check_same(result, maps, masks, paths)

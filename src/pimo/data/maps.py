@@ -465,6 +465,35 @@ def entries_of_category(
     return kept
 
 
+def _folder_conflicts(sample_paths: Sequence[str], sample_keys: Sequence[tuple[str, ...]],
+                      matches: Sequence[MapEntry | None], where: str, kind: str, noun: str
+                      ) -> list[Problem]:
+    """Matches by a name whose folders disagree: ``crack/img0.npy`` for ``good/img0.png``.
+
+    Names alone may match when they are unique, but when the maps follow the images' folders
+    (some matched map's folder is its image's folder), a map in another folder is another
+    image's map, or a stray one: each such match is a ``<kind>-folder`` problem. Maps that
+    never follow the images' folders (one flat folder, or an extra folder level) are left
+    alone.
+    """
+    pairs = [(path, key, match) for path, key, match in zip(sample_paths, sample_keys, matches,
+                                                            strict=True)
+             if match is not None and len(key) >= 2 and len(match.key) >= 2]
+    if not any(key[-2] == match.key[-2] for _, key, match in pairs):
+        return []
+    return [
+        Problem(
+            f"{kind}-folder",
+            path,
+            f"the {noun} {match.name} in {where} matches the image {path} by its name only: "
+            f"its folder {match.key[-2]!r} is not the image's {key[-2]!r}, while the other "
+            f"{noun}s follow the images' folders. It is another image's {noun} or a stray "
+            f"one: move it to the image's folder, or remove it.",
+        )
+        for path, key, match in pairs if key[-2] != match.key[-2]
+    ]
+
+
 def match_maps(
     sample_paths: Sequence[str], entries: Sequence[MapEntry], *, where: str,
     kind: str = "map",
@@ -489,8 +518,9 @@ def match_maps(
         The map of each image (``None``: no map).
     problems : list of Problem
         ``missing-map`` for each image without map, ``orphan-map`` for each map without
-        image, ``duplicate-map`` for maps that share a path but not the extension
-        (``missing-ignore-mask``, ... for ignore masks).
+        image, ``duplicate-map`` for maps that share a path but not the extension,
+        ``map-folder`` for a map matched by name whose folder is not its image's while the
+        other maps follow the images' folders (``missing-ignore-mask``, ... for ignore masks).
     """
     noun, long_noun, example = (
         ("map", "anomaly map", ".npy") if kind == "map" else ("ignore mask", "ignore mask", ".png")
@@ -525,6 +555,8 @@ def match_maps(
         count = sum(match is not None for match in matches)
         if count >= best_count and count > 0:
             best_depth, best_count, best_matches = depth, count, matches
+    problems.extend(_folder_conflicts(sample_paths, sample_keys, best_matches, where, kind,
+                                      noun))
     matched = {id(match) for match in best_matches if match is not None}
     for path, match in zip(sample_paths, best_matches, strict=True):
         if match is None:

@@ -32,8 +32,10 @@ class Problem:
         A short identifier: ``missing-map``, ``orphan-map``, ``duplicate-map``, ``missing-mask``,
         ``orphan-mask``, ``missing-image``, ``unreadable-image``, ``unreadable-mask``,
         ``unreadable-map``, ``mask-size``, ``non-binary-mask``, ``non-finite-map``,
-        ``map-shape``, ``map-values`` (integer scores beyond 2**53); for ignore masks
+        ``map-shape``, ``map-values`` (integer scores beyond 2**53), ``map-folder`` (a map
+        matched by name from another folder than its image's); for ignore masks
         ``missing-ignore-mask``, ``orphan-ignore-mask``, ``duplicate-ignore-mask``,
+        ``ignore-mask-folder``,
         ``unreadable-ignore-mask``, ``non-binary-ignore-mask``, ``ignore-mask-size``.
     path : str
         The file concerned (the image's path relative to the dataset root when the problem is
