@@ -69,6 +69,7 @@ RANK_LOW_BITS = 16  # float32 keys: 16 low bits below the bucket, one bitmap row
 RANK_LOW_MASK = (1 << RANK_LOW_BITS) - 1
 RANK_ROW_WORDS = 1 << (RANK_LOW_BITS - 6)  # 64-bit words of a bitmap row
 NUM_LOW_VALUES = 1 << RANK_LOW_BITS
+HISTOGRAM_MAX_KEYS = (1 << 32) - 1  # a job's keys counted in a uint32 histogram (at most)
 BATCH = 1024  # keys looked up per call of slots_of_keys
 MERGE_MIN_SIZE = 64  # normal and anomalous keys of a searched bucket: sort and merge from here
 RADIX_MIN_SIZE = 1 << 15  # smaller lists of normal keys are sorted by comparison
@@ -616,7 +617,7 @@ def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, ne
         multiplicity = np.empty(BATCH, dtype=np.int64)
         out = np.empty(BATCH, dtype=np.int64)
         local = np.empty(2 * RANK_ROW_WORDS * 64 + 1, dtype=np.int64)
-        low_histogram = np.empty(NUM_LOW_VALUES, dtype=np.uint32)  # < 2**32 keys per job
+        low_histogram = np.empty(NUM_LOW_VALUES, dtype=np.uint32)  # HISTOGRAM_MAX_KEYS
         for group in range(chunk, num_groups, num_chunks):
             bucket = job_bucket[group_start[group]]
             high = np.uint64(bucket) << shift
@@ -635,7 +636,7 @@ def low_key_slot_counts(job_bucket, job_begin, job_end, job_row, group_start, ne
                     edge_count[group, 0] += total
                     continue
                 if not track and (dense_row >= 0 or (
-                        row >= 0 and end - begin >= histogram_min_keys)):
+                        row >= 0 and histogram_min_keys <= end - begin <= HISTOGRAM_MAX_KEYS)):
                     # the bucket's low values as a histogram (in cache), cut at its anomalous
                     # values into the slots of a bucket-sized array (bottom slot at 0)
                     width = top - bottom + 1
